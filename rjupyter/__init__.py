@@ -1,0 +1,37 @@
+"""rjupyter: start a Jupyter server on a remote host over SSH and tunnel to it, in one line.
+
+>>> from rjupyter import RemoteNotebook
+>>> with RemoteNotebook("gpu-box", venv="~/project/.venv") as nb:  # doctest: +SKIP
+...     print(nb.url)
+"""
+
+import logging
+
+from ._api import RemoteNotebook
+from ._errors import (
+    AuthenticationError,
+    HostKeyError,
+    LaunchError,
+    LaunchTimeout,
+    NotebookClosedError,
+    RJupyterError,
+    SSHConnectError,
+    TunnelError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "HostKeyError",
+    "LaunchError",
+    "LaunchTimeout",
+    "NotebookClosedError",
+    "RJupyterError",
+    "RemoteNotebook",
+    "SSHConnectError",
+    "TunnelError",
+    "__version__",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,162 @@
+"""Pure functions: host specs, remote startup output -> server facts, and token redaction.
+
+Nothing here touches the network, so all of it is unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = [
+    "HostSpec",
+    "ServerInfo",
+    "StartupParser",
+    "parse_host_spec",
+    "redact",
+    "split_base_url",
+]
+
+#: The line the launch script prints just before ``exec jupyter``: the shell's PID becomes
+#: the server's PID.
+PID_MARKER = "RJUPYTER-PID"
+#: The line the launch script prints when it refuses to go on, followed by a reason code.
+ERROR_MARKER = "RJUPYTER-ERROR"
+
+_URL_RE = re.compile(
+    r"(?P<scheme>https?)://(?P<host>\[[^\]\s]+\]|[^\s/:?]+):(?P<port>\d+)"
+    r"(?P<path>/[^\s?]*)?(?:\?token=(?P<token>[^\s&]*))?"
+)
+_TOKEN_RE = re.compile(r"(token=)[^\s&\"']+")
+_MASKED_TOKENS = {"", "...", "(token)", "<generated>"}
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """A host as written by a user: ``alias``, ``host``, ``user@host`` or ``user@host:port``."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+
+def parse_host_spec(spec: str) -> HostSpec:
+    """Split ``[user@]host[:port]`` (IPv6 as ``[::1]:22``).
+
+    Raises:
+        ValueError: The spec is empty or its port is not a number in 1..65535.
+    """
+    text = spec.strip()
+    user: str | None = None
+    if "@" in text:
+        user, text = text.rsplit("@", 1)
+        user = user or None
+    port: int | None = None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = _parse_port(rest[1:], spec)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        port = _parse_port(port_text, spec)
+    else:
+        host = text
+    if not host:
+        raise ValueError(f"no host name in {spec!r}; expected [user@]host[:port] or an alias")
+    return HostSpec(host=host, user=user, port=port)
+
+
+def _parse_port(text: str, spec: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"bad port in {spec!r}: {text!r} (expected 1..65535)")
+    return int(text)
+
+
+def redact(text: str, *secrets: str) -> str:
+    """Hide tokens: every ``token=...`` value, and each given secret wherever it appears."""
+    text = _TOKEN_RE.sub(r"\1<redacted>", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+def split_base_url(path: str) -> str:
+    """The server's ``base_url`` from the path of the URL it printed.
+
+    Jupyter prints ``base_url + default_url``: ``/tree`` (Notebook 7), ``/lab`` (Lab), ``/``
+    (plain server), possibly under a custom base such as ``/user/me/lab``.
+    """
+    if not path:
+        return "/"
+    for suffix in ("/lab", "/tree"):
+        if path.endswith(suffix):
+            return path[: -len(suffix)] + "/"
+    if path.endswith("/"):
+        return path
+    return path.rsplit("/", 1)[0] + "/"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the remote server told us about itself.
+
+    Attributes:
+        port: The port it really listens on (it moves up when the asked one is taken).
+        path: The path of its start page, e.g. ``/tree`` or ``/lab``.
+        token: The authentication token. Never log or print this.
+        pid: The server's PID on the remote host.
+    """
+
+    port: int
+    path: str
+    token: str = field(repr=False)
+    pid: int
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL path, ending in ``/``."""
+        return split_base_url(self.path)
+
+
+class StartupParser:
+    """Reads the launch output line by line and collects PID, port, path and token."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.error_code: str | None = None
+        self.masked_url_seen = False
+        self._url: tuple[int, str, str] | None = None
+
+    def feed(self, line: str) -> ServerInfo | None:
+        """Take one line; return the server's facts once both PID and token URL were seen."""
+        stripped = line.strip()
+        if stripped.startswith(PID_MARKER):
+            value = stripped[len(PID_MARKER) :].strip()
+            if value.isdigit():
+                self.pid = int(value)
+        elif stripped.startswith(ERROR_MARKER):
+            self.error_code = stripped[len(ERROR_MARKER) :].strip() or "unknown"
+        elif self._url is None:
+            self._take_url(stripped)
+        return self.info
+
+    def _take_url(self, line: str) -> None:
+        match = _URL_RE.search(line)
+        if match is None or "://" not in line:
+            return
+        token = match.group("token")
+        if token is None or token in _MASKED_TOKENS:
+            # A URL without a usable token: the server uses a token we cannot see
+            # (set by the user's config) or none at all. Remember, keep looking.
+            self.masked_url_seen = True
+            return
+        self._url = (int(match.group("port")), match.group("path") or "/", token)
+
+    @property
+    def info(self) -> ServerInfo | None:
+        """The facts, once complete."""
+        if self._url is None or self.pid is None:
+            return None
+        port, path, token = self._url
+        return ServerInfo(port=port, path=path, token=token, pid=self.pid)

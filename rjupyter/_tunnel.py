@@ -1,0 +1,113 @@
+"""The local end of the tunnel: an ``sshtunnel.SSHTunnelForwarder`` over our own transport.
+
+The only module that imports sshtunnel. Stock ``SSHTunnelForwarder`` opens a second TCP
+connection and logs in again, reads ``~/.ssh/config`` itself, verifies no host key, binds
+``0.0.0.0`` by default and installs log handlers; :class:`Forwarder` does none of that. It
+forwards over the transport the session already authenticated, listens on loopback only, and
+leaves that transport open when it stops (the session closes it last).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import paramiko
+import sshtunnel
+
+from ._errors import TunnelError
+
+__all__ = ["Forwarder"]
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
+    """Forward ``127.0.0.1:local_port`` to ``remote_host:remote_port`` over ``transport``.
+
+    Args:
+        transport: An authenticated paramiko transport; the forwarder does not close it.
+        remote_address: ``(host, port)`` as seen from the SSH server.
+        local_port: The local port; 0 lets the OS choose a free one.
+    """
+
+    daemon_forward_servers = True
+    daemon_transport = True
+
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        remote_address: tuple[str, int],
+        *,
+        local_port: int = 0,
+    ) -> None:
+        self._shared_transport = transport
+        host, port = transport.getpeername()[:2]
+        super().__init__(
+            (host, port),
+            ssh_config_file=None,
+            ssh_username=transport.get_username(),
+            local_bind_address=(LOOPBACK, local_port),
+            remote_bind_address=remote_address,
+            logger=logger,
+            allow_agent=False,
+            host_pkey_directories=[],
+            set_keepalive=0.0,
+        )
+
+    @staticmethod
+    def _consolidate_auth(*args: Any, **kwargs: Any) -> tuple[None, list[Any]]:
+        """No credentials: the transport is already logged in."""
+        return None, []
+
+    def _connect_to_gateway(self) -> None:
+        self._transport = self._shared_transport
+
+    def _make_ssh_forward_server(
+        self, remote_address: tuple[str, int], local_bind_address: tuple[str, int]
+    ) -> None:
+        handler = self._make_ssh_forward_handler_class(remote_address)
+        server_class = self._make_ssh_forward_server_class(remote_address)
+        try:
+            server = server_class(local_bind_address, handler, logger=self.logger)
+        except OSError as exc:
+            port = local_bind_address[1]
+            raise TunnelError(
+                f"cannot listen on {LOOPBACK}:{port}: {exc.strerror or exc}. "
+                f"Another program uses local port {port}; pick another local_port "
+                "or leave it unset to let the system choose a free one",
+                local_port=port,
+            ) from exc
+        server.daemon_threads = self.daemon_forward_servers
+        self._server_list.append(server)
+        self.tunnel_is_up[server.server_address] = False
+
+    def _stop_transport(self, force: bool = False) -> None:
+        """Stop the listeners; the transport belongs to the session and stays open."""
+        for server in self._server_list:
+            server.shutdown()
+            server.server_close()
+        self.is_alive = False
+
+    @property
+    def local_port(self) -> int:
+        """The local port the tunnel listens on."""
+        return int(self.local_bind_port)
+
+    def open(self) -> None:
+        """Start listening and serving.
+
+        Raises:
+            TunnelError: The local port cannot be bound, or the forwarder failed to start.
+        """
+        try:
+            self.start()
+        except sshtunnel.BaseSSHTunnelForwarderError as exc:
+            raise TunnelError(f"the SSH tunnel could not start: {exc}") from exc
+
+    def shut(self) -> None:
+        """Stop listening; idempotent. Connections in flight end when the transport closes."""
+        if self._server_list:
+            self.stop(force=True)
