@@ -1,0 +1,405 @@
+"""`Lab`: throwaway remote hosts on this machine, each a real OpenSSH sshd, for tests and demos."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from types import TracebackType
+
+from ._account import (
+    Account,
+    create_account,
+    current_account,
+    delete_account,
+    grant_traversal,
+    restore_modes,
+)
+from ._errors import LabError
+from ._host import LabHost
+from ._network import (
+    NetnsLink,
+    create_netns_link,
+    delete_netns_link,
+    link_names,
+    remove_unreachable_route,
+)
+from ._sshd import (
+    SshdSettings,
+    config_path,
+    generate_host_keys,
+    generate_key,
+    known_hosts_lines,
+    start_sshd,
+    wait_for_keygens,
+    write_sshd_config,
+)
+from ._undo import UndoStack
+from ._venv import ensure_jupyter_venv, require_searchable
+
+__all__ = ["Lab"]
+
+logger = logging.getLogger(__name__)
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_PORT_ATTEMPTS = 5
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class Lab:
+    """A throwaway set of remote hosts on this machine, each a real OpenSSH sshd.
+
+    As root (the CI case) the lab creates a user `rjl<id>` with its home in `workdir`, and gives
+    each host its own network namespace, so a host's `127.0.0.1` is not the caller's. Without root
+    each host is an sshd on the caller's `127.0.0.1` that the current user logs in to.
+
+    Leaving the `with` block (or `close()`) stops every process the lab started, by PID, deletes
+    the namespaces and the user, and removes what the lab wrote to `workdir`.
+
+    Example:
+        with Lab(tmp_path) as lab:
+            host = lab.add_host("remote")
+            subprocess.run(["ssh", "-F", str(lab.ssh_config), "remote", "true"], check=True)
+    """
+
+    def __init__(self, workdir: Path | str, *, jupyter_venv: Path | str | None = None) -> None:
+        """Prepare a lab; nothing is created before `__enter__`.
+
+        Args:
+            workdir: A fresh directory the lab owns (created if missing). Its path must be
+                absolute-able and free of whitespace, quotes, backslashes and `%`.
+            jupyter_venv: A venv with notebook and jupyterlab to use instead of the cached one
+                `ensure_jupyter_venv()` builds.
+
+        Raises:
+            ValueError: `workdir` cannot be written into ssh config files.
+        """
+        self._workdir = Path(workdir).absolute()
+        config_path(self._workdir)
+        self._lab_id = secrets.token_hex(3)
+        self._isolated = os.geteuid() == 0
+        self._state = _State.NEW
+        self._undo = UndoStack()
+        self._hosts: dict[str, LabHost] = {}
+        self._host_count = 0
+        self._account: Account | None = None
+        self._route_cleanup_pushed = False
+        self._jupyter_venv = None if jupyter_venv is None else str(jupyter_venv)
+
+    def __repr__(self) -> str:
+        return f"<Lab {self._lab_id} {self._state.value} workdir={self._workdir}>"
+
+    def __enter__(self) -> Lab:
+        """Create the user, the client key and the config files.
+
+        Raises:
+            LabError: Entered twice, or a setup step failed (what was made is removed again).
+        """
+        if self._state is not _State.NEW:
+            raise LabError(f"{self!r} cannot be entered again: create a new Lab")
+        self._state = _State.OPEN
+        try:
+            self._open()
+        except BaseException:
+            self._close_quietly()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Tear the lab down; see `close`."""
+        self.close()
+
+    def close(self) -> None:
+        """Tear everything down, newest first. Idempotent; safe on a partly built lab.
+
+        Every step runs even when an earlier one fails.
+
+        Raises:
+            LabError: Some step failed (each is also logged); the message lists them all.
+        """
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        failures = self._undo.close()
+        if failures:
+            raise LabError("lab teardown incomplete:\n" + "\n".join(failures))
+
+    def _close_quietly(self) -> None:
+        try:
+            self.close()
+        except LabError:
+            logger.warning("teardown after a failed setup was incomplete", exc_info=True)
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _own_entries(self) -> list[Path]:
+        entries = [self._client_dir, self.hosts_dir, self.ssh_config, self.known_hosts]
+        entries.append(self.authorized_keys)
+        return entries + ([self._workdir / "home"] if self._isolated else [])
+
+    def _open(self) -> None:
+        created_workdir = not self._workdir.exists()
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        if busy := [entry.name for entry in self._own_entries() if entry.exists()]:
+            raise LabError(f"{self._workdir} already holds {busy}: give the Lab a fresh directory")
+        if created_workdir:
+            self._undo.push(f"remove {self._workdir}", lambda: shutil.rmtree(self._workdir))
+        else:
+            self._undo.push(f"remove the lab's files from {self._workdir}", self._remove_entries)
+        if self._isolated:
+            changed = grant_traversal(self._workdir)
+            self._undo.push("restore directory modes", lambda: self._restore_modes(changed))
+        self._client_dir.mkdir(mode=0o700)
+        self.hosts_dir.mkdir(mode=0o755)
+        wait_for_keygens([generate_key(self.identity_file, "ed25519", "rjupyter-lab")])
+        if self._isolated:
+            name = f"rjl{self._lab_id}"
+            self._undo.push(f"delete user {name}", self._delete_account)
+            self._account = create_account(name, self._workdir / "home")
+        else:
+            self._account = current_account()
+        public_key = self.identity_file.with_name(self.identity_file.name + ".pub").read_text()
+        self.authorized_keys.write_text(public_key)
+        self.authorized_keys.chmod(0o644)
+        self._write_client_files()
+        logger.info("lab %s open: user %s, workdir %s", self._lab_id, self.user, self._workdir)
+
+    def _remove_entries(self) -> None:
+        for entry in self._own_entries():
+            _remove_path(entry)
+
+    def _restore_modes(self, changed: list[tuple[Path, int]]) -> None:
+        restore_modes(changed, self._require_account())
+
+    def _delete_account(self) -> None:
+        if self._account is not None:
+            delete_account(self._account)
+
+    def _require_account(self) -> Account:
+        if self._account is None:
+            raise LabError(f"{self!r} is not open: use it as `with Lab(workdir) as lab:`")
+        return self._account
+
+    def _write_client_files(self) -> None:
+        account = self._require_account()
+        known_hosts = []
+        ssh_config = [f"# rjupyter test lab {self._lab_id}"]
+        for host in self._hosts.values():
+            known_hosts += known_hosts_lines(
+                [host.address, host.name], host.port, host.host_key_files
+            )
+            ssh_config += [
+                "",
+                f"Host {host.name}",
+                f"    HostName {host.address}",
+                f"    Port {host.port}",
+                f"    User {account.name}",
+                f"    IdentityFile {config_path(self.identity_file)}",
+                "    IdentitiesOnly yes",
+                f"    UserKnownHostsFile {config_path(self.known_hosts)}",
+                "    GlobalKnownHostsFile /dev/null",
+                "    StrictHostKeyChecking yes",
+            ]
+        self.known_hosts.write_text("".join(line + "\n" for line in known_hosts))
+        self.ssh_config.write_text("\n".join(ssh_config) + "\n")
+
+    # -- hosts -------------------------------------------------------------------------------
+
+    def add_host(self, name: str) -> LabHost:
+        """Start a new remote host and add it to `ssh_config` and `known_hosts`.
+
+        Returns once its sshd answers with an SSH banner (usually well under a second).
+
+        Args:
+            name: The host's alias in `ssh_config` (letters, digits, `.`, `_`, `-`).
+
+        Returns:
+            The running host.
+
+        Raises:
+            ValueError: `name` is invalid or taken.
+            LabError: The lab is not open, or a step failed; what this call made is removed
+                again, and an sshd failure carries the tail of sshd's log.
+        """
+        if self._state is not _State.OPEN:
+            raise LabError(f"{self!r} is not open: add hosts inside `with Lab(workdir) as lab:`")
+        if not _HOST_NAME.fullmatch(name) or name in self._hosts:
+            raise ValueError(f"host name {name!r} is invalid or already used")
+        index = self._host_count
+        self._host_count += 1
+        if self._isolated and not self._route_cleanup_pushed:
+            # The route comes with the first namespace; it goes when the last lab's namespaces go.
+            self._undo.push("remove the lab range's route", remove_unreachable_route)
+            self._route_cleanup_pushed = True
+        undo = UndoStack()
+        try:
+            host = self._start_host(name, index, undo)
+        except BaseException:
+            for failure in undo.close():
+                logger.warning("cleanup after failed add_host(%r): %s", name, failure)
+            raise
+        self._undo.push(f"stop host {name}", host.stop)
+        self._hosts[name] = host
+        self._write_client_files()
+        logger.info("lab host %s ready at %s:%d", name, host.address, host.port)
+        return host
+
+    def _start_host(self, name: str, index: int, undo: UndoStack) -> LabHost:
+        account = self._require_account()
+        directory = self.hosts_dir / name
+        directory.mkdir(mode=0o700)
+        host_keys = generate_host_keys(directory)
+        link = None
+        if self._isolated:
+            link = create_netns_link(*link_names(self._lab_id, index))
+            undo.push(f"delete namespace {link.netns}", lambda: delete_netns_link(link))
+        sshd, settings = self._start_sshd(directory, host_keys, link)
+        return LabHost(name=name, account=account, settings=settings, sshd=sshd, link=link)
+
+    def _start_sshd(
+        self, directory: Path, host_keys: tuple[Path, ...], link: NetnsLink | None
+    ) -> tuple[subprocess.Popen[bytes], SshdSettings]:
+        attempt = 1
+        while True:
+            settings = SshdSettings(
+                directory=directory,
+                address="127.0.0.1" if link is None else link.address,
+                port=_unused_port() if link is None else 22,
+                user=self._require_account().name,
+                authorized_keys=self.authorized_keys,
+                host_keys=host_keys,
+            )
+            write_sshd_config(settings)
+            prefix = [] if link is None else ["ip", "netns", "exec", link.netns]
+            try:
+                return start_sshd(settings, prefix), settings
+            except LabError as exc:
+                # Without a namespace the port is probed, then bound by sshd: a race we retry.
+                port_taken = link is None and "Address already in use" in str(exc)
+                if not port_taken or attempt == _PORT_ATTEMPTS:
+                    raise
+                attempt += 1
+
+    # -- public state ------------------------------------------------------------------------
+
+    @property
+    def lab_id(self) -> str:
+        """Six hex digits naming this lab's user (`rjl<id>`) and namespaces (`rjl-<id>-N`)."""
+        return self._lab_id
+
+    @property
+    def isolated(self) -> bool:
+        """Whether hosts get their own user and network namespaces (running as root)."""
+        return self._isolated
+
+    @property
+    def hosts(self) -> dict[str, LabHost]:
+        """The running hosts by name (a copy)."""
+        return dict(self._hosts)
+
+    @property
+    def workdir(self) -> Path:
+        """The lab's directory."""
+        return self._workdir
+
+    @property
+    def hosts_dir(self) -> Path:
+        """Where each host's sshd_config, host keys and sshd.log live (`<hosts_dir>/<name>/`)."""
+        return self._workdir / "hosts"
+
+    @property
+    def _client_dir(self) -> Path:
+        return self._workdir / "client"
+
+    @property
+    def ssh_config(self) -> Path:
+        """An ssh_config with a `Host` block per host (HostName, Port, User, IdentityFile, ...)."""
+        return self._workdir / "ssh_config"
+
+    @property
+    def known_hosts(self) -> Path:
+        """known_hosts listing every host's keys under its address and its alias."""
+        return self._workdir / "known_hosts"
+
+    @property
+    def identity_file(self) -> Path:
+        """The client's ed25519 private key (OpenSSH format, mode 0600, no passphrase)."""
+        return self._client_dir / "id_ed25519"
+
+    @property
+    def authorized_keys(self) -> Path:
+        """The AuthorizedKeysFile of every host; holds the public half of `identity_file`."""
+        return self._workdir / "authorized_keys"
+
+    @property
+    def user(self) -> str:
+        """The login name on the hosts.
+
+        Raises:
+            LabError: The lab has not been entered.
+        """
+        return self._require_account().name
+
+    @property
+    def uid(self) -> int:
+        """The user ID of `user`.
+
+        Raises:
+            LabError: The lab has not been entered.
+        """
+        return self._require_account().uid
+
+    @property
+    def home(self) -> Path:
+        """The home directory of `user` (`workdir/home` as root, with no dotfiles).
+
+        Raises:
+            LabError: The lab has not been entered.
+        """
+        return self._require_account().home
+
+    @property
+    def jupyter_venv(self) -> str:
+        """A venv with notebook 7 and jupyterlab 4 that `user` can run (`<venv>/bin/jupyter`).
+
+        The first access may build it (see `ensure_jupyter_venv`; 20-60 s).
+
+        Raises:
+            LabError: Building failed, or `user` could not reach the venv.
+        """
+        if self._jupyter_venv is None:
+            venv = ensure_jupyter_venv()
+            if self._isolated:
+                require_searchable(venv.resolve())
+            self._jupyter_venv = str(venv)
+        return self._jupyter_venv
