@@ -20,6 +20,9 @@ from ._errors import TunnelError
 __all__ = ["Forwarder"]
 
 logger = logging.getLogger(__name__)
+# sshtunnel logs every forwarded chunk in hex at its TRACE level (1): that would put tokens and
+# notebook contents into logs. Nothing below DEBUG leaves this logger.
+logger.addFilter(lambda record: record.levelno >= logging.DEBUG)
 
 LOOPBACK = "127.0.0.1"
 

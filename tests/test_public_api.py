@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import types
 
 import pytest
 
@@ -11,8 +12,11 @@ import rjupyter
 
 def test_all_is_sorted_and_complete() -> None:
     assert rjupyter.__all__ == sorted(rjupyter.__all__)
-    public = {name for name in vars(rjupyter) if not name.startswith("_")}
-    public -= {"annotations", "logging"}
+    public = {
+        name
+        for name, value in vars(rjupyter).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
     assert public <= set(rjupyter.__all__)
     for name in rjupyter.__all__:
         assert hasattr(rjupyter, name), name

@@ -1,0 +1,123 @@
+"""Small clients the integration tests use to look at a notebook from the outside."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websocket  # websocket-client
+
+
+def lab_unavailable() -> str | None:
+    """Why the lab cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, a throwaway user)"
+    if not Path("/usr/sbin/sshd").exists() or shutil.which("ip") is None:
+        return "the lab needs openssh-server and iproute2 (./dev test installs them)"
+    return None
+
+
+def require_lab() -> None:
+    """Skip a lab test where the lab cannot run; in CI, fail instead: CI must run them all."""
+    reason = lab_unavailable()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the lab tests, but {reason}")
+        pytest.skip(reason)
+
+
+def http(url: str, *, token: str | None = None, method: str = "GET") -> tuple[int, bytes]:
+    """One HTTP request; returns (status, body) also for error statuses."""
+    headers = {"Authorization": f"token {token}"} if token else {}
+    data = b"{}" if method == "POST" else None
+    request = urllib.request.Request(url, headers=headers, method=method, data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def run_in_kernel(base_url: str, token: str, kernel_id: str, code: str) -> str:
+    """Execute ``code`` over the kernel WebSocket and return what it printed to stdout."""
+    ws_url = base_url.replace("http://", "ws://") + f"api/kernels/{kernel_id}/channels"
+    conn = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=30)
+    try:
+        msg_id = uuid.uuid4().hex
+        conn.send(json.dumps(_execute_request(msg_id, code)))
+        printed = []
+        while True:
+            message: dict[str, Any] = json.loads(conn.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = message["msg_type"]
+            if kind == "stream":
+                printed.append(message["content"]["text"])
+            elif kind == "error":
+                raise AssertionError(f"remote error: {message['content']['evalue']}")
+            elif kind == "status" and message["content"]["execution_state"] == "idle":
+                return "".join(printed)
+    finally:
+        conn.close()
+
+
+def _execute_request(msg_id: str, code: str) -> dict[str, Any]:
+    return {
+        "header": {
+            "msg_id": msg_id,
+            "username": "test",
+            "session": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": {"code": code, "silent": False, "store_history": False},
+        "channel": "shell",
+    }
+
+
+def local_listeners() -> list[tuple[str, int]]:
+    """TCP listeners in this (the root) network namespace."""
+    out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+    result = []
+    for line in out.splitlines():
+        address, _, port = line.split()[3].rpartition(":")
+        result.append((address.strip("[]"), int(port)))
+    return result
+
+
+def port_is_closed(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing accepts connections on host:port."""
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex((host, port)) != 0
+
+
+def non_daemon_threads() -> list[threading.Thread]:
+    return [
+        thread
+        for thread in threading.enumerate()
+        if not thread.daemon and thread is not threading.main_thread()
+    ]
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` passes (state checks, not readiness)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())

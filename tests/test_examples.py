@@ -1,0 +1,51 @@
+"""The examples are part of the product: each runs here against the lab, as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rjupyter.testing import Lab, LabHost
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_basic_example(lab: Lab, remote: LabHost) -> None:
+    result = run_example(
+        "basic.py", remote.name, "-F", str(lab.ssh_config), "--venv", lab.jupyter_venv
+    )
+    assert result.returncode == 0, result.stderr
+    assert "notebook ready: http://127.0.0.1:" in result.stdout
+    assert "it answers" in result.stdout
+    assert remote.user_processes() == [] or all(
+        argv[0].startswith("sshd") for _, argv in remote.user_processes()
+    )
+
+
+def test_basic_example_reports_errors_in_one_line(lab: Lab) -> None:
+    result = run_example("basic.py", "nobody@127.0.0.1:2", "-F", str(lab.ssh_config))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+
+
+def test_lab_demo(lab: Lab) -> None:
+    # The README's first command runs this; it builds its own lab beside the session's.
+    result = run_example("lab_demo.py", "--app", "notebook")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "GET /api/status through the tunnel -> 200" in result.stdout
+    assert "lab torn down" in result.stdout
