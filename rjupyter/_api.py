@@ -11,10 +11,11 @@ import time
 import urllib.error
 import urllib.request
 import webbrowser
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ._automation import NotebookAutomation
 from ._discovery import ServerInfo
 from ._errors import (
     LaunchError,
@@ -25,7 +26,7 @@ from ._errors import (
     add_note,
 )
 from ._launcher import APPS, RemoteServer, build_script
-from ._ssh import Deadline, connect, resolve_host
+from ._ssh import AuthHandler, ConnectOptions, Deadline, SSHConnection, open_connection
 from ._tunnel import LOOPBACK, Forwarder
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class RemoteNotebook:
+class RemoteNotebook(NotebookAutomation):
     """A Jupyter server started on a remote host over SSH, reachable on a local port.
 
     ``with RemoteNotebook("gpu-box", venv="~/project/.venv") as nb: print(nb.url)`` logs in
@@ -71,6 +72,12 @@ class RemoteNotebook:
         ssh_config: SSH config file to read (default ``~/.ssh/config``).
         identity_file: A private key file to try first.
         password: A password for password authentication.
+        passphrase: For encrypted keys: the passphrase, or a callable given the key's path.
+        host_key_policy: ``"reject"``, ``"accept-new"`` or ``"no"``; None (default) follows
+            ``StrictHostKeyChecking`` in the SSH config, itself defaulting to ``"reject"``.
+        jump: Jump host(s) like ``ProxyJump``; None follows the SSH config.
+        auth_handler: ``auth_handler(title, instructions, prompts)`` answers keyboard-interactive
+            prompts (``prompts`` is a list of ``(prompt, echo)``); returns one answer each.
         timeout: Seconds allowed for connecting, starting and becoming ready.
 
     Raises:
@@ -92,6 +99,10 @@ class RemoteNotebook:
         ssh_config: str | os.PathLike[str] | None = None,
         identity_file: str | os.PathLike[str] | None = None,
         password: str | None = None,
+        passphrase: str | Callable[[str], str] | None = None,
+        host_key_policy: str | None = None,
+        jump: str | Sequence[str] | None = None,
+        auth_handler: AuthHandler | None = None,
         timeout: float = 60.0,
     ) -> None:
         if app not in APPS:
@@ -114,13 +125,19 @@ class RemoteNotebook:
             "jupyter": jupyter,
         }
         self._setup = tuple(setup)
-        self._ssh_config = ssh_config
-        self._identity_file = identity_file
-        self._password = password
+        self._connect_options = ConnectOptions(
+            ssh_config=ssh_config,
+            identity_file=identity_file,
+            password=password,
+            passphrase=passphrase,
+            host_key_policy=host_key_policy,
+            jump=jump,
+            auth_handler=auth_handler,
+        )
         self.timeout = timeout
         self._state = _State.NEW
         self._lock = threading.Lock()
-        self._transport: paramiko.Transport | None = None
+        self._connection: SSHConnection | None = None
         self._server: RemoteServer | None = None
         self._forwarder: Forwarder | None = None
         self._info: ServerInfo | None = None
@@ -161,17 +178,15 @@ class RemoteNotebook:
         return self
 
     def _start(self, deadline: Deadline) -> None:
-        host = resolve_host(
-            self.host, ssh_config=self._ssh_config, identity_file=self._identity_file
-        )
-        self._transport = connect(host, password=self._password, deadline=deadline)
+        self._connection = open_connection(self.host, self._connect_options, deadline)
+        transport = self._connection.transport
         options = {key: str(value) for key, value in self._environment.items()}
         options.update({f"setup:{n}": line for n, line in enumerate(self._setup, 1)})
-        self._server = RemoteServer(self._transport, host=self.host, options=options)
+        self._server = RemoteServer(transport, host=self.host, options=options)
         info = self._server.start(self._script(), deadline)
         logger.debug("remote server pid %s listens on port %s", info.pid, info.port)
         self._forwarder = Forwarder(
-            self._transport, (LOOPBACK, info.port), local_port=self._asked_local_port or 0
+            transport, (LOOPBACK, info.port), local_port=self._asked_local_port or 0
         )
         self._forwarder.open()
         self._info = info
@@ -238,8 +253,8 @@ class RemoteNotebook:
             if self._state is _State.CLOSED:
                 return
             self._state = _State.CLOSED
-        forwarder, server, transport = self._forwarder, self._server, self._transport
-        self._forwarder = self._server = self._transport = None
+        forwarder, server, connection = self._forwarder, self._server, self._connection
+        self._forwarder = self._server = self._connection = None
         errors: list[BaseException] = []
         try:
             if forwarder is not None:
@@ -253,8 +268,8 @@ class RemoteNotebook:
             except RJupyterError as exc:
                 errors.append(exc)
             finally:
-                if transport is not None:
-                    transport.close()
+                if connection is not None:
+                    connection.close()
         logger.debug("closed notebook on %s", self.host)
         if errors:
             raise errors[0]
@@ -315,6 +330,14 @@ class RemoteNotebook:
     def remote_pid(self) -> int:
         """The server's process id on the remote host."""
         return self._running()[0].pid
+
+    @property
+    def _transport(self) -> paramiko.Transport:
+        """The live SSH transport (for SFTP and extra channels)."""
+        self._running()
+        if self._connection is None:
+            raise NotebookClosedError(f"the notebook on {self.host} is closed")
+        return self._connection.transport
 
     @property
     def tunnel(self) -> Forwarder:

@@ -6,6 +6,7 @@ This module and the launcher and tunnel modules are the only ones that import pa
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import logging
 import os
@@ -14,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -23,7 +24,16 @@ import paramiko
 from ._discovery import parse_host_spec
 from ._errors import AuthenticationError, HostKeyError, RJupyterError, SSHConnectError
 
-__all__ = ["Deadline", "HostConfig", "connect", "resolve_host"]
+__all__ = [
+    "AuthHandler",
+    "ConnectOptions",
+    "Deadline",
+    "HostConfig",
+    "SSHConnection",
+    "connect",
+    "open_connection",
+    "resolve_host",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +60,44 @@ class Deadline:
     def expired(self) -> bool:
         """True once the time is up."""
         return time.monotonic() >= self._end
+
+
+#: ``auth_handler(title, instructions, prompts)``: ``prompts`` are ``(prompt, echo)`` pairs; it
+#: returns one answer per prompt (keyboard-interactive, e.g. a password then an OTP code).
+AuthHandler = Callable[[str, str, list[tuple[str, bool]]], list[str]]
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How to reach a host: everything that connects (RemoteNotebook, Tunnel, ...) takes these.
+
+    Attributes:
+        ssh_config: SSH config file to read (default ``~/.ssh/config``).
+        identity_file: A private key file to try first.
+        password: For password authentication.
+        passphrase: For encrypted key files: the passphrase, or a callable that gets the key's
+            path and returns it.
+        host_key_policy: ``"reject"``, ``"accept-new"`` or ``"no"``; None takes
+            ``StrictHostKeyChecking`` from the config (default ``"reject"``).
+        jump: Jump host(s), like ``ProxyJump``: ``"user@bastion:22"``, a comma-separated chain
+            or a sequence; None takes ``ProxyJump`` from the config.
+        auth_handler: Answers keyboard-interactive prompts (see :data:`AuthHandler`).
+    """
+
+    ssh_config: str | os.PathLike[str] | None = None
+    identity_file: str | os.PathLike[str] | None = None
+    password: str | None = field(default=None, repr=False)
+    passphrase: str | Callable[[str], str] | None = field(default=None, repr=False)
+    host_key_policy: str | None = None
+    jump: str | Sequence[str] | None = None
+    auth_handler: AuthHandler | None = None
+
+    def __post_init__(self) -> None:
+        if self.host_key_policy not in (None, "reject", "accept-new", "no"):
+            raise ValueError(
+                "host_key_policy must be 'reject', 'accept-new' or 'no'; "
+                f"got {self.host_key_policy!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -372,3 +420,48 @@ def _try(attempt: Callable[[], list[str]], allowed: list[str]) -> bool:
     if remaining:
         allowed[:] = list(remaining)
     return not remaining
+
+
+class SSHConnection:
+    """One logged-in SSH connection to a host (through its jump hosts, if any).
+
+    Attributes:
+        host: The resolved host.
+        transport: The authenticated paramiko transport to the host itself.
+    """
+
+    def __init__(
+        self,
+        host: HostConfig,
+        transport: paramiko.Transport,
+        hops: Sequence[paramiko.Transport] = (),
+    ) -> None:
+        self.host = host
+        self.transport = transport
+        self._hops = list(hops)
+
+    @property
+    def is_active(self) -> bool:
+        """True while the transport is up (as far as paramiko knows)."""
+        return bool(self.transport.is_active())
+
+    def close(self) -> None:
+        """Close the connection, then each jump host's; idempotent."""
+        for transport in [self.transport, *reversed(self._hops)]:
+            transport.close()
+
+    def __repr__(self) -> str:
+        return f"<SSHConnection {self.host.user}@{self.host.name} active={self.is_active}>"
+
+
+def open_connection(spec: str, options: ConnectOptions, deadline: Deadline) -> SSHConnection:
+    """Resolve ``spec`` through the SSH config and log in once.
+
+    Raises:
+        ValueError: ``spec`` or an option is malformed.
+        SSHConnectError: The host cannot be reached (``HostKeyError``, ``AuthenticationError``).
+    """
+    host = resolve_host(spec, ssh_config=options.ssh_config, identity_file=options.identity_file)
+    if options.host_key_policy is not None:
+        host = dataclasses.replace(host, host_key_policy=options.host_key_policy)
+    return SSHConnection(host, connect(host, password=options.password, deadline=deadline))
