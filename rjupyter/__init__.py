@@ -7,7 +7,7 @@
 
 import logging
 
-from ._api import RemoteNotebook
+from ._api import RemoteNotebook, ServerHandle
 from ._errors import (
     AuthenticationError,
     HostKeyError,
@@ -18,6 +18,7 @@ from ._errors import (
     SSHConnectError,
     TunnelError,
 )
+from ._servers import ServerRecord, list_servers, stop_server
 
 __version__ = "0.1.0"
 
@@ -30,8 +31,12 @@ __all__ = [
     "RJupyterError",
     "RemoteNotebook",
     "SSHConnectError",
+    "ServerHandle",
+    "ServerRecord",
     "TunnelError",
     "__version__",
+    "list_servers",
+    "stop_server",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 import webbrowser
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -22,17 +23,22 @@ from ._errors import (
     LaunchTimeout,
     NotebookClosedError,
     RJupyterError,
+    SSHConnectError,
     TunnelError,
     add_note,
 )
-from ._launcher import APPS, RemoteServer, build_script
+from ._keeper import ConnectionCallback, Keeper
+from ._launcher import RemoteServer, run_remote
+from ._scripts import APPS, abandon_step, build_script
+from ._servers import find_server, inventory, server_from_record
+from ._signals import hold_sigterm, release_sigterm
 from ._ssh import AuthHandler, ConnectOptions, Deadline, SSHConnection, open_connection
 from ._tunnel import LOOPBACK, Forwarder
 
 if TYPE_CHECKING:
     import paramiko
 
-__all__ = ["RemoteNotebook"]
+__all__ = ["RemoteNotebook", "ServerHandle"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,37 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+@dataclass(frozen=True)
+class ServerHandle:
+    """What it takes to come back to a server left running (``keep_running=True``).
+
+    Attributes:
+        host: The host as it was named.
+        pid: The server's PID there.
+        remote_port: The port it listens on, on the host's loopback.
+    """
+
+    host: str
+    pid: int
+    remote_port: int
+    _options: ConnectOptions = field(repr=False, compare=False)
+
+    def attach(self, *, stop_on_close: bool = False, timeout: float = 60.0) -> RemoteNotebook:
+        """A RemoteNotebook attached to this server, with the same connection options."""
+        notebook = RemoteNotebook.attach(
+            self.host, pid=self.pid, stop_on_close=stop_on_close, timeout=timeout
+        )
+        notebook._connect_options = self._options
+        return notebook
+
+    def __str__(self) -> str:
+        return (
+            f"Jupyter pid {self.pid} on {self.host} (port {self.remote_port}) keeps running; "
+            f"come back with RemoteNotebook.attach({self.host!r}, pid={self.pid}) "
+            f"or `rjupyter attach {self.host} --pid {self.pid}`"
+        )
+
+
 class RemoteNotebook(NotebookAutomation):
     """A Jupyter server started on a remote host over SSH, reachable on a local port.
 
@@ -56,6 +93,12 @@ class RemoteNotebook(NotebookAutomation):
     loopback port to it over the same SSH connection, and returns when the server answers
     through the tunnel. Leaving the block stops exactly that server (and its kernels), then the
     tunnel and the connection.
+
+    The server runs detached from the SSH session: when the connection drops, rjupyter
+    reconnects (with backoff, for up to ``reconnect_timeout`` seconds) and moves the tunnel onto
+    the new connection on the same local port; the server and its kernels never notice. If this
+    process dies without closing, the server stops itself after ``abandon_timeout`` seconds
+    without a heartbeat (unless ``keep_running``).
 
     Args:
         host: An alias from the SSH config, ``host``, ``user@host`` or ``user@host:port``.
@@ -79,6 +122,11 @@ class RemoteNotebook(NotebookAutomation):
         auth_handler: ``auth_handler(title, instructions, prompts)`` answers keyboard-interactive
             prompts (``prompts`` is a list of ``(prompt, echo)``); returns one answer each.
         timeout: Seconds allowed for connecting, starting and becoming ready.
+        keep_running: Leave the server running on close (see :meth:`close`, :meth:`attach`).
+        abandon_timeout: Seconds without a heartbeat after which the server stops itself;
+            None or 0 disables it. Ignored with ``keep_running``.
+        reconnect_timeout: Seconds to keep trying to reconnect after the connection drops.
+        on_connection_change: Called with False when the connection drops, True when back.
 
     Raises:
         ValueError: An argument is malformed (bad ``app``, port or host spec).
@@ -104,6 +152,10 @@ class RemoteNotebook(NotebookAutomation):
         jump: str | Sequence[str] | None = None,
         auth_handler: AuthHandler | None = None,
         timeout: float = 60.0,
+        keep_running: bool = False,
+        abandon_timeout: float | None = 1800.0,
+        reconnect_timeout: float = 300.0,
+        on_connection_change: ConnectionCallback | None = None,
     ) -> None:
         if app not in APPS:
             raise ValueError(f"app must be one of {', '.join(APPS)}; got {app!r}")
@@ -112,10 +164,16 @@ class RemoteNotebook(NotebookAutomation):
                 raise ValueError(f"{name} must be in 1..65535; got {port}")
         if isinstance(setup, str):
             raise TypeError("setup takes a sequence of shell lines, not one string")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive; got {timeout}")
+        for name, value in (("timeout", timeout), ("reconnect_timeout", reconnect_timeout)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive; got {value}")
         self.host = host
         self.app = app
+        self.timeout = timeout
+        self.keep_running = keep_running
+        self.abandon_timeout = None if keep_running else (abandon_timeout or None)
+        self.reconnect_timeout = reconnect_timeout
+        self._on_connection_change = on_connection_change
         self._asked_remote_port = remote_port
         self._asked_local_port = local_port
         self._environment = {
@@ -134,18 +192,86 @@ class RemoteNotebook(NotebookAutomation):
             jump=jump,
             auth_handler=auth_handler,
         )
-        self.timeout = timeout
+        self._attach_to: tuple[int | None, int | None] | None = None
+        self._stop_on_close = not keep_running
         self._state = _State.NEW
         self._lock = threading.Lock()
         self._connection: SSHConnection | None = None
         self._server: RemoteServer | None = None
         self._forwarder: Forwarder | None = None
+        self._keeper: Keeper | None = None
         self._info: ServerInfo | None = None
+        self._handle: ServerHandle | None = None
+
+    @classmethod
+    def attach(
+        cls,
+        host: str,
+        *,
+        port: int | None = None,
+        pid: int | None = None,
+        stop_on_close: bool = False,
+        local_port: int | None = None,
+        ssh_config: str | os.PathLike[str] | None = None,
+        identity_file: str | os.PathLike[str] | None = None,
+        password: str | None = None,
+        passphrase: str | Callable[[str], str] | None = None,
+        host_key_policy: str | None = None,
+        jump: str | Sequence[str] | None = None,
+        auth_handler: AuthHandler | None = None,
+        timeout: float = 60.0,
+        reconnect_timeout: float = 300.0,
+        on_connection_change: ConnectionCallback | None = None,
+    ) -> RemoteNotebook:
+        """A notebook for a server already running on ``host`` (started by rjupyter or by hand).
+
+        The token comes from the server's runtime file on the host. Without ``port`` and
+        ``pid`` the host must run exactly one server. Leaving the block leaves the server
+        running unless ``stop_on_close``. The other arguments are as for
+        :class:`RemoteNotebook`.
+
+        Args:
+            host: As for :class:`RemoteNotebook`.
+            port: The server's port on the host.
+            pid: The server's PID on the host.
+            stop_on_close: Stop the server (and its kernels) on close.
+            local_port: The local port; None lets the OS choose.
+            ssh_config: As for :class:`RemoteNotebook`, like the other connection options.
+            identity_file: See ``ssh_config``.
+            password: See ``ssh_config``.
+            passphrase: See ``ssh_config``.
+            host_key_policy: See ``ssh_config``.
+            jump: See ``ssh_config``.
+            auth_handler: See ``ssh_config``.
+            timeout: Seconds for connecting and becoming ready.
+            reconnect_timeout: As for :class:`RemoteNotebook`.
+            on_connection_change: As for :class:`RemoteNotebook`.
+
+        Raises:
+            ValueError: A malformed argument.
+        """
+        notebook = cls(
+            host,
+            local_port=local_port,
+            timeout=timeout,
+            keep_running=not stop_on_close,
+            reconnect_timeout=reconnect_timeout,
+            on_connection_change=on_connection_change,
+            ssh_config=ssh_config,
+            identity_file=identity_file,
+            password=password,
+            passphrase=passphrase,
+            host_key_policy=host_key_policy,
+            jump=jump,
+            auth_handler=auth_handler,
+        )
+        notebook._attach_to = (pid, port)
+        return notebook
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> RemoteNotebook:
-        """Connect, start the server, open the tunnel; return once the server answers.
+        """Connect, start (or find) the server, open the tunnel; return once it answers.
 
         Returns:
             self, for chaining.
@@ -156,6 +282,7 @@ class RemoteNotebook(NotebookAutomation):
             LaunchError: The remote environment or Jupyter is missing, or Jupyter exited.
             LaunchTimeout: The server was not ready within ``timeout`` seconds.
             TunnelError: The local port cannot be opened.
+            RJupyterError: ``attach`` found no matching server.
             NotebookClosedError: The object was already closed.
             RuntimeError: The object was already started.
         """
@@ -165,6 +292,7 @@ class RemoteNotebook(NotebookAutomation):
             if self._state is not _State.NEW:
                 raise RuntimeError("this RemoteNotebook was already started")
             self._state = _State.STARTING
+        hold_sigterm()
         try:
             self._start(Deadline(self.timeout))
         except BaseException as exc:
@@ -178,19 +306,50 @@ class RemoteNotebook(NotebookAutomation):
         return self
 
     def _start(self, deadline: Deadline) -> None:
-        self._connection = open_connection(self.host, self._connect_options, deadline)
-        transport = self._connection.transport
-        options = {key: str(value) for key, value in self._environment.items()}
-        options.update({f"setup:{n}": line for n, line in enumerate(self._setup, 1)})
-        self._server = RemoteServer(transport, host=self.host, options=options)
-        info = self._server.start(self._script(), deadline)
-        logger.debug("remote server pid %s listens on port %s", info.pid, info.port)
+        connection = self._connection = self._connect(deadline)
+        server = self._server = self._find() if self._attach_to else self._launch(deadline)
+        info = server.info
+        assert info is not None
         self._forwarder = Forwarder(
-            transport, (LOOPBACK, info.port), local_port=self._asked_local_port or 0
+            connection.transport, (LOOPBACK, info.port), local_port=self._asked_local_port or 0
         )
         self._forwarder.open()
         self._info = info
         self._wait_ready(info, deadline)
+        self._handle = ServerHandle(self.host, info.pid, info.port, self._connect_options)
+        beat = abandon_step(self.abandon_timeout) / 2 if self.abandon_timeout else 60.0
+        self._keeper = Keeper(
+            label=self.host,
+            connection=connection,
+            reconnect=self._connect,
+            adopt=self._adopt,
+            heartbeat=self._beat if info.run_dir and self.abandon_timeout else None,
+            heartbeat_period=beat,
+            reconnect_timeout=self.reconnect_timeout,
+            on_change=self._on_connection_change,
+        )
+        self._keeper.start()
+
+    def _connect(self, deadline: Deadline) -> SSHConnection:
+        return open_connection(self.host, self._connect_options, deadline)
+
+    def _launch(self, deadline: Deadline) -> RemoteServer:
+        assert self._connection is not None
+        options = {key: str(value) for key, value in self._environment.items()}
+        options.update({f"setup:{n}": line for n, line in enumerate(self._setup, 1)})
+        server = RemoteServer(self._connection.transport, host=self.host, options=options)
+        self._server = server
+        info = server.start(self._script(), deadline)
+        logger.debug("remote server pid %s listens on port %s", info.pid, info.port)
+        return server
+
+    def _find(self) -> RemoteServer:
+        assert self._connection is not None
+        assert self._attach_to is not None
+        pid, port = self._attach_to
+        record = find_server(inventory(self._connection), host=self.host, pid=pid, port=port)
+        self.app = record.app or "server"
+        return server_from_record(self._connection, record)
 
     def _script(self) -> str:
         low, high = REMOTE_PORT_RANGE
@@ -204,6 +363,9 @@ class RemoteNotebook(NotebookAutomation):
             conda_env=env["conda_env"],
             setup=self._setup,
             jupyter=env["jupyter"] or "jupyter",
+            run_id=secrets.token_hex(8),
+            abandon=self.abandon_timeout or 0,
+            keep=self.keep_running,
         )
 
     def _wait_ready(self, info: ServerInfo, deadline: Deadline) -> None:
@@ -216,7 +378,7 @@ class RemoteNotebook(NotebookAutomation):
         )
         pause = 0.02
         while True:
-            if self._server.exited:
+            if self._server.ended:
                 raise LaunchError(
                     f"Jupyter on {self.host} exited before it answered through the tunnel",
                     host=self.host,
@@ -239,40 +401,108 @@ class RemoteNotebook(NotebookAutomation):
             time.sleep(min(pause, deadline.remaining()))
             pause = min(pause * 2, 0.25)
 
-    def close(self) -> None:
+    def _beat(self, connection: SSHConnection) -> None:
+        if self._server is not None:
+            self._server.heartbeat()
+
+    def _adopt(self, connection: SSHConnection) -> None:
+        """Move the server handle and the tunnel onto a new connection (after a reconnect).
+
+        Raises:
+            RJupyterError: The server is gone (it ended while we were away).
+        """
+        server, forwarder = self._server, self._forwarder
+        assert server is not None
+        assert forwarder is not None
+        old, self._connection = self._connection, connection
+        if old is not None:
+            old.close()
+        server.rebind(connection.transport)
+        status, _ = run_remote(
+            connection.transport,
+            f"kill -0 {int(server.pid or 0)} 2>/dev/null\n",
+            host=self.host,
+        )
+        if status != 0:
+            error = RJupyterError(
+                f"the Jupyter server (pid {server.pid}) on {self.host} ended while the "
+                "connection was down (its kernels are gone); start a new RemoteNotebook"
+            )
+            forwarder.mark_broken(str(error))
+            raise error
+        forwarder.use_transport(connection.transport)
+        if self._server is not None and self.abandon_timeout:
+            self._server.heartbeat()
+
+    def close(self) -> ServerHandle | None:
         """Stop the tunnel, the remote server (and its kernels), then the SSH connection.
 
-        Idempotent. Each step runs even when an earlier one failed; the first failure is
-        raised once everything is released.
+        With ``keep_running`` (or an attached server without ``stop_on_close``) the server is
+        left running and its :class:`ServerHandle` is returned (also logged at INFO). Idempotent.
+        Each step runs even when an earlier one failed; the first failure is raised once
+        everything local is released.
+
+        Returns:
+            The handle of a server left running, else None.
 
         Raises:
             RJupyterError: The remote server could not be stopped (the message says how to
-                stop it by hand).
+                stop it by hand), or the connection was lost for good earlier.
         """
         with self._lock:
             if self._state is _State.CLOSED:
-                return
+                return self._handle if not self._stop_on_close else None
             self._state = _State.CLOSED
-        forwarder, server, connection = self._forwarder, self._server, self._connection
-        self._forwarder = self._server = self._connection = None
+        keeper, forwarder, server = self._keeper, self._forwarder, self._server
         errors: list[BaseException] = []
         try:
+            if keeper is not None:
+                keeper.stop()
+                if keeper.error is not None:
+                    errors.append(keeper.error)
             if forwarder is not None:
                 forwarder.shut()
         except Exception as exc:
             errors.append(TunnelError(f"closing the local tunnel failed: {exc}"))
         finally:
             try:
-                if server is not None:
+                if server is not None and (
+                    self._stop_on_close or (self._info is None and self._attach_to is None)
+                ):
+                    self._ensure_connection()
                     server.stop()
             except RJupyterError as exc:
                 errors.append(exc)
             finally:
-                if connection is not None:
-                    connection.close()
+                if self._connection is not None:
+                    self._connection.close()
+                self._forwarder = self._server = self._connection = self._keeper = None
+                release_sigterm()
         logger.debug("closed notebook on %s", self.host)
         if errors:
             raise errors[0]
+        if self._handle is not None and not self._stop_on_close:
+            logger.info("%s", self._handle)
+            return self._handle
+        return None
+
+    def _ensure_connection(self) -> None:
+        """Reconnect once, briefly, if the link is down when the server must be stopped."""
+        connection = self._connection
+        if connection is None or connection.is_active:
+            return
+        try:
+            self._connection = self._connect(Deadline(10.0))
+        except SSHConnectError as exc:
+            pid = self._info.pid if self._info else None
+            raise RJupyterError(
+                f"cannot stop Jupyter (pid {pid}) on {self.host}: {exc}. It stops by itself "
+                "after the abandon timeout"
+            ) from exc
+        finally:
+            connection.close()
+        assert self._server is not None
+        self._server.rebind(self._connection.transport)
 
     def __enter__(self) -> RemoteNotebook:
         return self.start()
@@ -297,7 +527,16 @@ class RemoteNotebook(NotebookAutomation):
             raise NotebookClosedError(f"the notebook on {self.host} is closed")
         if self._info is None or self._forwarder is None:
             raise RuntimeError("the notebook is not started; use `with` or call start()")
+        keeper = self._keeper
+        if keeper is not None and keeper.error is not None:
+            raise keeper.error
         return self._info, self._forwarder
+
+    @property
+    def connected(self) -> bool:
+        """True while the SSH connection is up (False while reconnecting or after giving up)."""
+        keeper = self._keeper
+        return keeper is not None and keeper.connected and keeper.error is None
 
     @property
     def url(self) -> str:
@@ -318,7 +557,7 @@ class RemoteNotebook(NotebookAutomation):
 
     @property
     def local_port(self) -> int:
-        """The local port the tunnel listens on (on 127.0.0.1)."""
+        """The local port the tunnel listens on (on 127.0.0.1; the same across reconnects)."""
         return self._running()[1].local_port
 
     @property
@@ -330,6 +569,13 @@ class RemoteNotebook(NotebookAutomation):
     def remote_pid(self) -> int:
         """The server's process id on the remote host."""
         return self._running()[0].pid
+
+    @property
+    def server(self) -> ServerHandle:
+        """Host, PID and port of the server: what it takes to attach to it again."""
+        if self._handle is None:
+            raise RuntimeError("the notebook is not started; use `with` or call start()")
+        return self._handle
 
     @property
     def _transport(self) -> paramiko.Transport:

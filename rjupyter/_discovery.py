@@ -17,16 +17,19 @@ __all__ = [
     "split_base_url",
 ]
 
-#: The line the launch script prints just before ``exec jupyter``: the shell's PID becomes
-#: the server's PID.
-PID_MARKER = "RJUPYTER-PID"
-#: The line the launch script prints when it refuses to go on, followed by a reason code.
-ERROR_MARKER = "RJUPYTER-ERROR"
+#: Lines the remote scripts print, each followed by a value.
+SHELL_MARKER = "RJUPYTER-SHELL"  # the launching shell's PID (its group runs the setup lines)
+RUN_MARKER = "RJUPYTER-RUN"  # the server's private run directory
+PID_MARKER = "RJUPYTER-PID"  # the server's PID
+EXIT_MARKER = "RJUPYTER-EXIT"  # the server ended, with this exit status
+ERROR_MARKER = "RJUPYTER-ERROR"  # the launch refused to go on, for this reason code
+STOPPED_MARKER = "RJUPYTER-STOPPED"  # the stop script finished
 
 _URL_RE = re.compile(
     r"(?P<scheme>https?)://(?P<host>\[[^\]\s]+\]|[^\s/:?]+):(?P<port>\d+)"
     r"(?P<path>/[^\s?]*)?(?:\?token=(?P<token>[^\s&]*))?"
 )
+_RUNTIME_RE = re.compile(r"file://(?P<path>/\S*/(?:jp|nb)server-\d+)-open\.html")
 _TOKEN_RE = re.compile(r"(token=)[^\s&\"']+")
 _MASKED_TOKENS = {"", "...", "(token)", "<generated>"}
 
@@ -106,12 +109,14 @@ class ServerInfo:
         path: The path of its start page, e.g. ``/tree`` or ``/lab``.
         token: The authentication token. Never log or print this.
         pid: The server's PID on the remote host.
+        run_dir: rjupyter's private run directory for it (None for a server we did not start).
     """
 
     port: int
     path: str
     token: str = field(repr=False)
     pid: int
+    run_dir: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -124,21 +129,32 @@ class StartupParser:
 
     def __init__(self) -> None:
         self.pid: int | None = None
+        self.shell_pid: int | None = None
+        self.run_dir: str | None = None
+        self.runtime_file: str | None = None
         self.error_code: str | None = None
+        self.exit_status: str | None = None
         self.masked_url_seen = False
         self._url: tuple[int, str, str] | None = None
 
     def feed(self, line: str) -> ServerInfo | None:
         """Take one line; return the server's facts once both PID and token URL were seen."""
         stripped = line.strip()
-        if stripped.startswith(PID_MARKER):
-            value = stripped[len(PID_MARKER) :].strip()
-            if value.isdigit():
-                self.pid = int(value)
-        elif stripped.startswith(ERROR_MARKER):
-            self.error_code = stripped[len(ERROR_MARKER) :].strip() or "unknown"
-        elif self._url is None:
-            self._take_url(stripped)
+        marker, _, value = stripped.partition(" ")
+        if marker in (PID_MARKER, SHELL_MARKER) and value.isdigit():
+            setattr(self, "pid" if marker == PID_MARKER else "shell_pid", int(value))
+        elif marker == RUN_MARKER and value:
+            self.run_dir = value
+        elif marker == EXIT_MARKER:
+            self.exit_status = value or "unknown"
+        elif marker == ERROR_MARKER:
+            self.error_code = value or "unknown"
+        else:
+            runtime = _RUNTIME_RE.search(stripped)
+            if runtime is not None and self.runtime_file is None:
+                self.runtime_file = runtime.group("path") + ".json"
+            elif self._url is None:
+                self._take_url(stripped)
         return self.info
 
     def _take_url(self, line: str) -> None:
@@ -159,4 +175,10 @@ class StartupParser:
         if self._url is None or self.pid is None:
             return None
         port, path, token = self._url
-        return ServerInfo(port=port, path=path, token=token, pid=self.pid)
+        return ServerInfo(
+            port=port,
+            path=path,
+            token=token,
+            pid=self.pid,
+            run_dir=self.run_dir,
+        )

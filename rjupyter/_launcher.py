@@ -1,35 +1,30 @@
-"""Starting and stopping the remote Jupyter server over one SSH channel.
+"""Starting, watching and stopping the remote Jupyter server over the SSH connection.
 
-The launch script goes to ``/bin/sh -s`` on the channel's stdin, so neither the user's paths
-nor anything secret appears in a remote command line. Every user string except ``setup`` lines is
-quoted as data; a leading ``~`` becomes the remote home directory. The script prints its PID first
-and at the end ``exec``s Jupyter, so that PID is the server's own. sshd makes each session's
-process a session and process-group leader, so stopping signals the whole group: a ``setup``
-command still running is stopped too. Kernels run in sessions of their own; Jupyter shuts them down
-when it gets SIGTERM.
+The launch script (see ``_scripts``) goes to ``/bin/sh -s`` on a channel's stdin and starts the
+server detached under a supervisor, then follows its output on that channel until it ends. A
+dropped connection therefore does not end the server; rjupyter still knows its PID and run
+directory and stops exactly that server later, over whatever connection is current.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import re
 import shlex
 import threading
 from collections.abc import Sequence
 
 import paramiko
 
-from ._discovery import ERROR_MARKER, PID_MARKER, ServerInfo, StartupParser, redact
-from ._errors import LaunchError, LaunchTimeout, RJupyterError
+from ._discovery import STOPPED_MARKER, ServerInfo, StartupParser, redact
+from ._errors import LaunchError, LaunchTimeout, RJupyterError, SSHConnectError
+from ._scripts import STOP_SCRIPT, heartbeat_script
 from ._ssh import Deadline
 
-__all__ = ["APPS", "RemoteServer", "build_script", "remote_path"]
+__all__ = ["RemoteServer", "run_remote"]
 
 logger = logging.getLogger(__name__)
 
-APPS = ("notebook", "lab", "server")
-_TILDE_USER = re.compile(r"~[A-Za-z_][A-Za-z0-9_.-]*$")
 _TAIL_LINES = 60
 _REASONS = {
     "workdir": "the working directory {workdir!r} does not exist on the remote host (or is "
@@ -43,111 +38,106 @@ _REASONS = {
     "jupyter": "{jupyter!r} was not found on the remote host; install Jupyter there "
     "(`pip install notebook jupyterlab`), pass venv=/conda_env= to enter the environment "
     "that has it, or pass jupyter='/full/path/to/jupyter'",
+    "rundir": "cannot create rjupyter's run directory under $XDG_STATE_HOME (or "
+    "~/.local/state) on the remote host; check that your home directory is writable",
+    "supervisor": "the server's supervisor did not start on the remote host",
 }
 
 
-def remote_path(path: str) -> str:
-    """Quote ``path`` as one shell word, letting a leading ``~`` mean a home directory."""
-    head, sep, rest = path.partition("/")
-    if head == "~":
-        prefix = '"$HOME"'
-    elif _TILDE_USER.match(head):
-        prefix = head
-    else:
-        return shlex.quote(path)
-    return prefix + (sep + shlex.quote(rest) if rest else sep)
-
-
-def build_script(
+def run_remote(
+    transport: paramiko.Transport,
+    script: str,
+    args: Sequence[str] = (),
     *,
-    app: str,
-    port: int,
-    workdir: str | None,
-    venv: str | None,
-    conda_env: str | None,
-    setup: Sequence[str],
-    jupyter: str,
-) -> str:
-    """The POSIX shell script that enters the environment and execs Jupyter.
+    host: str,
+    timeout: float = 30.0,
+) -> tuple[int | None, str]:
+    """Run ``script`` with ``/bin/sh -s`` on the remote host; return (exit status, output).
 
     Raises:
-        ValueError: ``app`` is not one of :data:`APPS`.
+        SSHConnectError: The connection failed or the script did not end within ``timeout``.
     """
-    if app not in APPS:
-        raise ValueError(f"app must be one of {', '.join(APPS)}; got {app!r}")
-    lines = [
-        f"rj_fail() {{ printf '%s %s\\n' {ERROR_MARKER} \"$1\" >&2; exit 97; }}",
-        f"printf '%s %s\\n' {PID_MARKER} \"$$\" >&2",
-    ]
-    if workdir is not None:
-        lines.append(f"cd -- {remote_path(workdir)} || rj_fail workdir")
-    if venv is not None:
-        lines += [
-            f"VIRTUAL_ENV={remote_path(venv)}",
-            '[ -f "$VIRTUAL_ENV/bin/activate" ] || rj_fail venv',
-            'PATH="$VIRTUAL_ENV/bin:$PATH"',
-            "export VIRTUAL_ENV PATH",
-            "unset PYTHONHOME",
-        ]
-    if conda_env is not None:
-        lines += _conda_lines(conda_env)
-    for number, line in enumerate(setup, 1):
-        lines += [line, f"[ $? -eq 0 ] || rj_fail setup:{number}"]
-    command = remote_path(jupyter)
-    lines += [
-        f"command -v {command} >/dev/null 2>&1 || rj_fail jupyter",
-        f"exec {command} {app} --no-browser --ip=127.0.0.1 --port={int(port)} "
-        "--port-retries=50 </dev/null",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _conda_lines(env: str) -> list[str]:
-    return [
-        'rj_conda="${CONDA_EXE:-}"',
-        '[ -n "$rj_conda" ] || rj_conda="$(command -v conda 2>/dev/null)"',
-        'for rj_dir in "$HOME/miniforge3" "$HOME/mambaforge" "$HOME/miniconda3" '
-        '"$HOME/anaconda3" /opt/conda; do',
-        '  [ -n "$rj_conda" ] || { [ -x "$rj_dir/bin/conda" ] && rj_conda="$rj_dir/bin/conda"; }',
-        "done",
-        '[ -n "$rj_conda" ] || rj_fail conda',
-        'eval "$("$rj_conda" shell.posix hook)" || rj_fail conda',
-        f"conda activate {shlex.quote(env)} || rj_fail conda-env",
-    ]
+    command = " ".join(["exec /bin/sh -s --", *(shlex.quote(arg) for arg in args)])
+    chunks: list[bytes] = []
+    try:
+        channel = transport.open_session(timeout=min(timeout, 15.0))
+        try:
+            channel.set_combine_stderr(True)
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+            channel.sendall(script.encode())
+            channel.shutdown_write()
+            while data := channel.recv(65536):
+                chunks.append(data)
+            status = channel.recv_exit_status() if channel.status_event.wait(timeout) else None
+        finally:
+            channel.close()
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        raise SSHConnectError(
+            f"a remote command on {host} failed: {exc or type(exc).__name__} "
+            "(the SSH connection may be down)",
+            host=host,
+        ) from exc
+    return status, b"".join(chunks).decode(errors="replace")
 
 
 class RemoteServer:
-    """One Jupyter server process on the remote host, tied to the channel that started it."""
+    """One Jupyter server on the remote host: started by us, or found running (attach)."""
 
-    def __init__(self, transport: paramiko.Transport, *, host: str, options: dict[str, str]):
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        *,
+        host: str,
+        options: dict[str, str] | None = None,
+        info: ServerInfo | None = None,
+        runtime_file: str | None = None,
+    ) -> None:
         self._transport = transport
         self._host = host
-        self._options = options
+        self._options = options or {}
         self._parser = StartupParser()
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._found = threading.Event()
         self._channel: paramiko.Channel | None = None
         self._reader: threading.Thread | None = None
-        self.info: ServerInfo | None = None
+        self._runtime_file = runtime_file
+        self.info = info
 
     @property
     def pid(self) -> int | None:
-        """The server's PID on the remote host, once it printed it."""
-        return self._parser.pid
+        """The server's PID on the remote host, once known."""
+        return self.info.pid if self.info is not None else self._parser.pid
 
     @property
-    def exited(self) -> bool:
-        """True once the remote process has ended (or its channel is gone)."""
+    def run_dir(self) -> str | None:
+        """rjupyter's run directory for this server (None for one we did not start)."""
+        return self.info.run_dir if self.info is not None else self._parser.run_dir
+
+    @property
+    def runtime_file(self) -> str | None:
+        """The server's Jupyter runtime file, when known."""
+        return self._runtime_file or self._parser.runtime_file
+
+    @property
+    def ended(self) -> bool:
+        """True once the server is known to have ended (its watcher reported the exit)."""
+        if self._parser.exit_status is not None:
+            return True
         channel = self._channel
-        return channel is None or channel.exit_status_ready() or channel.closed
+        return self.info is None and channel is not None and channel.closed
 
     def output_tail(self) -> str:
         """The last lines of remote output, tokens redacted."""
         secret = self.info.token if self.info else ""
         return redact("\n".join(self._tail), secret)
 
+    def rebind(self, transport: paramiko.Transport) -> None:
+        """Use a new connection (after a reconnect) for later commands."""
+        self._transport = transport
+
     def start(self, script: str, deadline: Deadline) -> ServerInfo:
-        """Send the script and wait until the server printed its PID and token URL.
+        """Send the launch script; wait until the server printed its PID and token URL.
 
         Raises:
             LaunchError: The script refused to go on, or Jupyter exited early.
@@ -166,7 +156,7 @@ class RemoteServer:
         self._found.wait(deadline.remaining())
         if self.info is not None:
             return self.info
-        if self.exited:
+        if self.ended or self._parser.error_code is not None:
             raise self._early_exit_error()
         raise LaunchTimeout(
             f"Jupyter on {self._host} did not report a URL within {deadline.seconds:.0f} s; "
@@ -180,10 +170,7 @@ class RemoteServer:
         assert channel is not None
         pending = b""
         try:
-            while True:
-                data = channel.recv(32768)
-                if not data:
-                    break
+            while data := channel.recv(32768):
                 pending += data
                 *lines, pending = pending.split(b"\n")
                 for raw in lines:
@@ -193,23 +180,27 @@ class RemoteServer:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             logger.debug("remote output of %s ended: %s", self._host, exc)
         finally:
-            channel.status_event.wait(5.0)
+            channel.close()
             self._found.set()
 
     def _take_line(self, line: str) -> None:
         self._tail.append(line)
         if self.info is None:
             self.info = self._parser.feed(line)
-            if self.info is not None:
+            if self.info is not None or self._parser.error_code is not None:
                 self._found.set()
+        else:
+            self._parser.feed(line)
         if logger.isEnabledFor(logging.DEBUG):
             secret = self.info.token if self.info else ""
             logger.debug("[%s] %s", self._host, redact(line, secret))
 
     def _early_exit_error(self) -> LaunchError:
-        channel = self._channel
-        status = channel.exit_status if channel and channel.exit_status_ready() else None
+        status_text = self._parser.exit_status
+        status: int | None = int(status_text) if status_text and status_text.isdigit() else None
         code = self._parser.error_code
+        if code is not None:
+            status = 97
         if code is not None and code.startswith("setup:"):
             number = int(code.partition(":")[2])
             line = self._options.get(f"setup:{number}", "")
@@ -223,7 +214,7 @@ class RemoteServer:
                 "server generates its own token"
             )
         else:
-            reason = f"Jupyter exited before it was ready (exit status {status})"
+            reason = f"Jupyter exited before it was ready (exit status {status_text})"
         return LaunchError(
             f"cannot start Jupyter on {self._host}: {reason}",
             host=self._host,
@@ -231,46 +222,55 @@ class RemoteServer:
             output_tail=self.output_tail(),
         )
 
-    def stop(self, grace: float = 10.0) -> None:
-        """Stop exactly this server by its PID (SIGTERM, then SIGKILL) and wait until it is gone.
-
-        A clean SIGTERM makes Jupyter shut its kernels down before it exits.
+    def heartbeat(self) -> None:
+        """Tell the server's watchdog that we are still here.
 
         Raises:
-            RJupyterError: The server could not be stopped (e.g. the connection is gone).
+            SSHConnectError: The connection failed.
         """
+        if self.run_dir is not None:
+            run_remote(self._transport, heartbeat_script(self.run_dir), host=self._host)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop exactly this server (and a setup line still running) and wait until it is gone.
+
+        SIGTERM first, so Jupyter shuts its kernels down; SIGKILL after ``grace`` seconds; then
+        any kernel left over, the supervisor, and rjupyter's run directory.
+
+        Raises:
+            RJupyterError: The server could not be stopped (e.g. the connection is gone); the
+                message says how to stop it by hand.
+        """
+        # The launching shell (still following the output, or running a setup line) is ours
+        # while its channel is open on this connection: its PID cannot have been reused.
         channel = self._channel
-        if channel is None:
-            return
+        shell = self._parser.shell_pid if channel is not None and not channel.closed else None
+        args = [
+            str(shell or ""),
+            self.run_dir or "",
+            str(self.pid or ""),
+            str(int(grace)),
+            self.runtime_file or "",
+        ]
         try:
-            if not self.exited and self.pid is not None:
-                for signal_name, wait in (("TERM", grace), ("KILL", 5.0)):
-                    self._signal(signal_name)
-                    if channel.status_event.wait(wait):
-                        break
-                if not channel.exit_status_ready():
+            if any(args[:3]):
+                status, output = run_remote(
+                    self._transport, STOP_SCRIPT, args, host=self._host, timeout=grace + 20.0
+                )
+                if status != 0 or STOPPED_MARKER not in output:
                     raise RJupyterError(
-                        f"Jupyter (pid {self.pid}) on {self._host} did not stop; "
-                        f"check with `ps -p {self.pid}` there and stop it by hand"
+                        f"Jupyter (pid {self.pid}) on {self._host} did not stop; check with "
+                        f"`ps -p {self.pid}` there and stop it by hand"
                     )
+                logger.debug("stopped remote pid %s on %s", self.pid, self._host)
+        except SSHConnectError as exc:
+            raise RJupyterError(
+                f"cannot stop Jupyter (pid {self.pid}) on {self._host}: {exc}. It stops by itself "
+                f"after the abandon timeout unless it was kept running; or log in and run "
+                f"`kill {self.pid}` there"
+            ) from exc
         finally:
-            channel.close()
+            if self._channel is not None:
+                self._channel.close()
             if self._reader is not None:
                 self._reader.join(5.0)
-
-    def _signal(self, name: str) -> None:
-        pid = int(self.pid or 0)
-        command = f"kill -{name} -- -{pid} 2>/dev/null || kill -{name} {pid}"
-        try:
-            channel = self._transport.open_session(timeout=10.0)
-            try:
-                channel.exec_command(command)
-                channel.status_event.wait(10.0)
-            finally:
-                channel.close()
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise RJupyterError(
-                f"cannot stop Jupyter (pid {self.pid}) on {self._host}: the SSH connection "
-                f"failed ({exc}); log in and run `kill {self.pid}` there"
-            ) from exc
-        logger.debug("sent SIG%s to remote pid %s on %s", name, self.pid, self._host)

@@ -4,12 +4,15 @@ The only module that imports sshtunnel. Stock ``SSHTunnelForwarder`` opens a sec
 connection and logs in again, reads ``~/.ssh/config`` itself, verifies no host key, binds
 ``0.0.0.0`` by default and installs log handlers; :class:`Forwarder` does none of that. It
 forwards over the transport the session already authenticated, listens on loopback only, and
-leaves that transport open when it stops (the session closes it last).
+leaves that transport open when it stops (the session closes it last). After a reconnect the
+session hands it the new transport (:meth:`Forwarder.use_transport`): the listening socket, and so
+the local port, stay the same; connections made while the link is down wait for it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import paramiko
@@ -17,7 +20,7 @@ import sshtunnel
 
 from ._errors import TunnelError
 
-__all__ = ["Forwarder"]
+__all__ = ["LOOPBACK", "Forwarder"]
 
 logger = logging.getLogger(__name__)
 # sshtunnel logs every forwarded chunk in hex at its TRACE level (1): that would put tokens and
@@ -25,6 +28,8 @@ logger = logging.getLogger(__name__)
 logger.addFilter(lambda record: record.levelno >= logging.DEBUG)
 
 LOOPBACK = "127.0.0.1"
+#: How long a new local connection waits for the SSH link while it is being re-established.
+RECONNECT_WAIT = 30.0
 
 
 class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
@@ -47,6 +52,9 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
         local_port: int = 0,
     ) -> None:
         self._shared_transport = transport
+        self._link_up = threading.Condition()
+        self._bound_port = 0
+        self._broken: str | None = None
         host, port = transport.getpeername()[:2]
         super().__init__(
             (host, port),
@@ -68,6 +76,51 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
     def _connect_to_gateway(self) -> None:
         self._transport = self._shared_transport
 
+    def use_transport(self, transport: paramiko.Transport) -> None:
+        """Forward new connections over ``transport`` from now on (after a reconnect)."""
+        with self._link_up:
+            self._shared_transport = self._transport = transport
+            self._link_up.notify_all()
+
+    def mark_broken(self, reason: str) -> None:
+        """The link will not come back: refuse new connections at once, saying why."""
+        with self._link_up:
+            self._broken = reason
+            self._link_up.notify_all()
+
+    def current_transport(self) -> paramiko.Transport:
+        """The live transport, waiting a while for one when the link is being re-established.
+
+        Raises:
+            TunnelError: No live transport within :data:`RECONNECT_WAIT` seconds, or the link
+                was given up.
+        """
+        with self._link_up:
+            ready = self._link_up.wait_for(
+                lambda: self._broken is not None or self._shared_transport.is_active(),
+                timeout=RECONNECT_WAIT,
+            )
+            if self._broken is not None or not ready:
+                raise TunnelError(
+                    f"the SSH link behind local port {self._bound_port} is down: "
+                    f"{self._broken or 'still reconnecting'}",
+                    local_port=self._bound_port,
+                )
+            return self._shared_transport
+
+    def _make_ssh_forward_handler_class(self, remote_address_: tuple[str, int]) -> type[Any]:
+        forwarder = self
+
+        class Handler(sshtunnel._ForwardHandler):  # type: ignore[misc]
+            remote_address = remote_address_
+            logger = forwarder.logger
+
+            @property
+            def ssh_transport(self) -> paramiko.Transport:
+                return forwarder.current_transport()
+
+        return Handler
+
     def _make_ssh_forward_server(
         self, remote_address: tuple[str, int], local_bind_address: tuple[str, int]
     ) -> None:
@@ -86,6 +139,7 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
         server.daemon_threads = self.daemon_forward_servers
         self._server_list.append(server)
         self.tunnel_is_up[server.server_address] = False
+        self._bound_port = int(server.server_address[1])
 
     def _stop_transport(self, force: bool = False) -> None:
         """Stop the listeners; the transport belongs to the session and stays open."""
@@ -96,8 +150,8 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
 
     @property
     def local_port(self) -> int:
-        """The local port the tunnel listens on."""
-        return int(self.local_bind_port)
+        """The local port the tunnel listens on (the same across reconnects)."""
+        return self._bound_port
 
     def open(self) -> None:
         """Start listening and serving.
@@ -112,5 +166,6 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
 
     def shut(self) -> None:
         """Stop listening; idempotent. Connections in flight end when the transport closes."""
+        self.mark_broken("the tunnel is closed")
         if self._server_list:
             self.stop(force=True)

@@ -3,6 +3,7 @@ Jupyter for a throwaway user. Built once per test session, torn down by PID at t
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,10 +19,11 @@ def lab_required() -> None:
 
 
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab() -> Iterator[Lab]:
     require_lab()
-    workdir = tmp_path_factory.mktemp("lab")
-    with Lab(workdir) as built:
+    # Not under pytest's 0700 tmp root: the lab user must reach its home, and other test
+    # sessions on the machine must not change the modes of directories this lab relies on.
+    with tempfile.TemporaryDirectory(prefix="rjupyter-lab-") as workdir, Lab(workdir) as built:
         built.add_host("remote")
         yield built
 

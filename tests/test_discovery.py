@@ -11,6 +11,7 @@ from rjupyter._discovery import (
     redact,
     split_base_url,
 )
+from rjupyter._servers import app_of
 
 TOKEN = "3f73270c577f87a4334631d27a39192d9d11b958293d4d70"
 
@@ -126,3 +127,19 @@ def test_redact_hides_token_parameters_and_named_secrets() -> None:
 )
 def test_base_url_from_printed_path(path: str, base: str) -> None:
     assert split_base_url(path) == base
+
+
+@pytest.mark.parametrize(
+    ("command", "app"),
+    [
+        (
+            "/var/cache/rjupyter-lab/venv/bin/python /opt/v/bin/jupyter-server --no-browser",
+            "server",
+        ),
+        ("/usr/bin/python3 /home/u/.venv/bin/jupyter-lab --port=8888", "lab"),
+        ("python -m jupyter notebook --no-browser", "notebook"),
+        ("/usr/bin/python3 -m ipykernel_launcher -f x.json", None),
+    ],
+)
+def test_app_of_a_command_line(command: str, app: str | None) -> None:
+    assert app_of(command) == app

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rjupyter._launcher import build_script, remote_path
+from rjupyter._scripts import build_script, remote_path
 
 HOSTILE = [
     "it's a dir",
@@ -155,6 +155,22 @@ def test_unknown_app_is_refused() -> None:
 def test_script_prints_its_pid_first(tmp_path: Path) -> None:
     result = run(script(jupyter="/nonexistent"), tmp_path)
     first = result.stderr.splitlines()[0]
-    assert first.startswith("RJUPYTER-PID ")
+    assert first.startswith("RJUPYTER-SHELL ")
     assert int(first.split()[1]) > 0
     assert os.getpid() != int(first.split()[1])
+
+
+def test_server_runs_under_a_supervisor_with_a_private_run_dir(tmp_path: Path) -> None:
+    make_venv(tmp_path)
+    result = run(script(venv=str(tmp_path / "venv"), run_id="abc123"), tmp_path)
+    run_dir = tmp_path / ".local/state/rjupyter/abc123"
+    markers = dict(
+        line.split(" ", 1) for line in result.stderr.splitlines() if line.startswith("RJUPYTER-")
+    )
+    assert markers["RJUPYTER-RUN"] == str(run_dir)
+    assert int(markers["RJUPYTER-PID"]) > 0
+    assert markers["RJUPYTER-EXIT"] == "0", "the fake jupyter exits 0; its status comes back"
+    assert "ARG=--no-browser" in result.stdout, "the server's output is followed on the channel"
+    assert (run_dir.stat().st_mode & 0o777) == 0o700
+    assert (run_dir / "status").read_text().strip() == "0"
+    assert (run_dir / "log").exists()

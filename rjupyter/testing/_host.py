@@ -11,7 +11,7 @@ from ._account import Account
 from ._errors import LabError
 from ._network import NetnsLink, delete_netns_link
 from ._procs import descendants, list_processes, netns_pids, stop_pids, stop_popen
-from ._sshd import SshdSettings
+from ._sshd import SshdSettings, start_sshd
 
 __all__ = ["LabHost", "parse_listeners"]
 
@@ -190,6 +190,22 @@ class LabHost:
             for info in list_processes()
             if info.ppid == self.sshd_pid and info.state != "Z"
         ]
+
+    def restart_sshd(self) -> None:
+        """Restart sshd the hard way: stop the listener and every SSH connection, start it again.
+
+        Like an sshd crash and restart on a real host: each connection ends at once (SIGTERM to
+        its privileged monitor), but what the sessions started keeps running (no pty, so no
+        SIGHUP). Returns once the new sshd answers.
+
+        Raises:
+            LabError: The new sshd did not come up.
+        """
+        sessions = self.session_sshd_pids()
+        stop_popen(self._sshd)
+        stop_pids(sessions)
+        prefix = [] if self._link is None else ["ip", "netns", "exec", self._link.netns]
+        self._sshd = start_sshd(self._settings, prefix)
 
     def stop(self) -> None:
         """Stop sshd, its sessions and everything in the namespace, then delete the namespace.
