@@ -10,7 +10,8 @@ import pytest
 
 from rjupyter import SSHConnectError
 from rjupyter._errors import HostKeyError
-from rjupyter._ssh import HostConfig, _check_host_key, fingerprint, resolve_host
+from rjupyter._knownhosts import HostIdentity, KnownHost, check_host_key, fingerprint
+from rjupyter._ssh import resolve_host
 
 CONFIG = """
 Host gpu-box
@@ -79,33 +80,32 @@ def test_fingerprint_matches_ssh_keygen(tmp_path: Path) -> None:
     printed = subprocess.run(
         ["ssh-keygen", "-l", "-f", f"{key_file}.pub"], check=True, capture_output=True, text=True
     ).stdout.split()[1]
-    assert fingerprint(paramiko.PKey.from_path(str(key_file))) == printed
+    assert fingerprint(paramiko.PKey.from_path(str(key_file)).asbytes()) == printed
 
 
-def _host(tmp_path: Path, policy: str) -> HostConfig:
-    return HostConfig(
-        name="h",
-        hostname="h.example",
-        port=22,
-        user="u",
-        identity_files=(),
-        known_hosts_files=(str(tmp_path / "kh"),),
-        host_key_policy=policy,
-    )
+def _identity(tmp_path: Path, policy: str) -> HostIdentity:
+    return HostIdentity(
+        label="h", lookup_name="h.example", principal="h.example",
+        files=(str(tmp_path / "kh"),), policy=policy,
+    )  # fmt: skip
+
+
+def _known(key: paramiko.PKey) -> list[KnownHost]:
+    return [KnownHost("", "h.example", key.get_name(), key.asbytes(), "kh:1")]
 
 
 def test_host_key_policies(tmp_path: Path) -> None:
     offered = paramiko.ECDSAKey.generate()
     other = paramiko.ECDSAKey.generate()
     with pytest.raises(HostKeyError, match="not known") as unknown:
-        _check_host_key(_host(tmp_path, "reject"), offered, {}, "reject")
-    assert unknown.value.fingerprint == fingerprint(offered)
+        check_host_key(_identity(tmp_path, "reject"), offered, [])
+    assert unknown.value.fingerprint == fingerprint(offered.asbytes())
     assert not unknown.value.changed
     for policy in ("reject", "accept-new", "no"):
         with pytest.raises(HostKeyError, match="MISMATCH") as changed:
-            _check_host_key(_host(tmp_path, policy), offered, {offered.get_name(): other}, policy)
+            check_host_key(_identity(tmp_path, policy), offered, _known(other))
         assert changed.value.changed
-    _check_host_key(_host(tmp_path, "accept-new"), offered, {}, "accept-new")
+    check_host_key(_identity(tmp_path, "accept-new"), offered, [])
     line = (tmp_path / "kh").read_text()
     assert line == f"h.example {offered.get_name()} {offered.get_base64()}\n"
-    _check_host_key(_host(tmp_path, "no"), offered, {}, "no")
+    check_host_key(_identity(tmp_path, "no"), offered, [])

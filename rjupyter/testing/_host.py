@@ -83,6 +83,14 @@ class LabHost:
         return None if self._link is None else self._link.netns
 
     @property
+    def link_interface(self) -> str | None:
+        """The root namespace's end of the host's veth pair (None without root).
+
+        `ip link set IFACE down` cuts the host off silently, as a dead network would.
+        """
+        return None if self._link is None else self._link.root_interface
+
+    @property
     def sshd_pid(self) -> int:
         """PID of the listening sshd."""
         return self._sshd.pid
