@@ -18,6 +18,7 @@ from ._errors import (
     SSHConnectError,
     TunnelError,
 )
+from ._forward import Tunnel
 from ._servers import ServerRecord, list_servers, stop_server
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "SSHConnectError",
     "ServerHandle",
     "ServerRecord",
+    "Tunnel",
     "TunnelError",
     "__version__",
     "list_servers",

@@ -127,6 +127,9 @@ class RemoteNotebook(NotebookAutomation):
             None or 0 disables it. Ignored with ``keep_running``.
         reconnect_timeout: Seconds to keep trying to reconnect after the connection drops.
         on_connection_change: Called with False when the connection drops, True when back.
+        progress: Told of each step while starting, as ``progress(step, detail)``: ``"connect"``,
+            ``"authenticate"`` (for every hop), ``"launch"`` (or ``"find"`` when attaching),
+            ``"tunnel"``, ``"ready"``. The CLI draws its progress display from these.
 
     Raises:
         ValueError: An argument is malformed (bad ``app``, port or host spec).
@@ -156,6 +159,7 @@ class RemoteNotebook(NotebookAutomation):
         abandon_timeout: float | None = 1800.0,
         reconnect_timeout: float = 300.0,
         on_connection_change: ConnectionCallback | None = None,
+        progress: Callable[[str, str], None] | None = None,
     ) -> None:
         if app not in APPS:
             raise ValueError(f"app must be one of {', '.join(APPS)}; got {app!r}")
@@ -191,7 +195,9 @@ class RemoteNotebook(NotebookAutomation):
             host_key_policy=host_key_policy,
             jump=jump,
             auth_handler=auth_handler,
+            progress=progress,
         )
+        self._progress = progress
         self._attach_to: tuple[int | None, int | None] | None = None
         self._stop_on_close = not keep_running
         self._state = _State.NEW
@@ -222,6 +228,7 @@ class RemoteNotebook(NotebookAutomation):
         timeout: float = 60.0,
         reconnect_timeout: float = 300.0,
         on_connection_change: ConnectionCallback | None = None,
+        progress: Callable[[str, str], None] | None = None,
     ) -> RemoteNotebook:
         """A notebook for a server already running on ``host`` (started by rjupyter or by hand).
 
@@ -246,6 +253,7 @@ class RemoteNotebook(NotebookAutomation):
             timeout: Seconds for connecting and becoming ready.
             reconnect_timeout: As for :class:`RemoteNotebook`.
             on_connection_change: As for :class:`RemoteNotebook`.
+            progress: As for :class:`RemoteNotebook`.
 
         Raises:
             ValueError: A malformed argument.
@@ -264,6 +272,7 @@ class RemoteNotebook(NotebookAutomation):
             host_key_policy=host_key_policy,
             jump=jump,
             auth_handler=auth_handler,
+            progress=progress,
         )
         notebook._attach_to = (pid, port)
         return notebook
@@ -305,17 +314,24 @@ class RemoteNotebook(NotebookAutomation):
         logger.info("notebook on %s ready at local port %s", self.host, self.local_port)
         return self
 
+    def _step(self, step: str, detail: str = "") -> None:
+        if self._progress is not None:
+            self._progress(step, detail)
+
     def _start(self, deadline: Deadline) -> None:
         connection = self._connection = self._connect(deadline)
+        self._step("find" if self._attach_to else "launch", f"jupyter {self.app}")
         server = self._server = self._find() if self._attach_to else self._launch(deadline)
         info = server.info
         assert info is not None
+        self._step("tunnel", f"remote port {info.port}")
         self._forwarder = Forwarder(
             connection.transport, (LOOPBACK, info.port), local_port=self._asked_local_port or 0
         )
         self._forwarder.open()
         self._info = info
         self._wait_ready(info, deadline)
+        self._step("ready", f"local port {self._forwarder.local_port}")
         self._handle = ServerHandle(self.host, info.pid, info.port, self._connect_options)
         beat = abandon_step(self.abandon_timeout) / 2 if self.abandon_timeout else 60.0
         self._keeper = Keeper(

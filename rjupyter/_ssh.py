@@ -75,6 +75,8 @@ class ConnectOptions:
             or a sequence; ``"none"`` for none; None takes ``ProxyJump`` from the config.
         auth_handler: Answers keyboard-interactive prompts (see :data:`AuthHandler`), on every
             hop.
+        progress: Told of each step: ``progress(step, detail)`` with step ``"connect"`` (detail
+            ``host:port``) and ``"authenticate"`` (detail ``user@host``), for every hop.
     """
 
     ssh_config: str | os.PathLike[str] | None = None
@@ -84,6 +86,7 @@ class ConnectOptions:
     host_key_policy: str | None = None
     jump: str | Sequence[str] | None = None
     auth_handler: AuthHandler | None = None
+    progress: Callable[[str, str], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.host_key_policy not in (None, "reject", "accept-new", "no"):
@@ -166,6 +169,7 @@ def connect(
     *,
     deadline: Deadline,
     via: paramiko.Transport | None = None,
+    progress: Callable[[str, str], None] | None = None,
 ) -> paramiko.Transport:
     """Open one connection (directly, by ProxyCommand, or through ``via``), check, log in once.
 
@@ -175,6 +179,8 @@ def connect(
         AuthenticationError: No credential was accepted.
     """
     timeout = min(host.connect_timeout or deadline.seconds, deadline.remaining(0.1))
+    if progress is not None:
+        progress("connect", f"{host.hostname}:{host.port}")
     with _connect_errors(host, timeout):
         transport = paramiko.Transport(_open_stream(host, via, timeout))
     try:
@@ -193,6 +199,8 @@ def connect(
                 policy=host.host_key_policy,
             )
             check_host_key(identity, transport.get_remote_server_key(), entries)
+            if progress is not None:
+                progress("authenticate", f"{host.user}@{host.name}")
             authenticate(transport, credentials)
     except BaseException:
         transport.close()
@@ -354,7 +362,9 @@ def open_connection(spec: str, options: ConnectOptions, deadline: Deadline) -> S
             # Only the first step may use its ProxyCommand; later ones go through the chain.
             reached = step if number == 0 else dataclasses.replace(step, proxy_command=None)
             credentials = _credentials(reached, options, target=number == len(hops))
-            transports.append(connect(reached, credentials, deadline=deadline, via=via))
+            transports.append(
+                connect(reached, credentials, deadline=deadline, via=via, progress=options.progress)
+            )
     except BaseException:
         for transport in reversed(transports):
             transport.close()
