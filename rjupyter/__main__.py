@@ -1,0 +1,7 @@
+"""``python -m rjupyter``: the same as the ``rjupyter`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,259 @@
+"""The real `rjupyter` executable, driven as a subprocess against the lab (and under tmux)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import http, port_is_closed, wait_for
+
+from rjupyter import RemoteNotebook
+from rjupyter.testing import Lab, LabHost
+
+RJUPYTER = str(Path(sys.executable).with_name("rjupyter"))
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
+    env["RJUPYTER_CONFIG"] = str(tmp_path / "no-profile.toml")
+    return env
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RJUPYTER, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [RJUPYTER, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def first_line(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    assert line, f"no output; exit {process.wait(5)}; stderr: {process.communicate()[1]}"
+    return line
+
+
+def interrupt(process: subprocess.Popen[str]) -> tuple[int, str]:
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    return process.returncode, err
+
+
+@pytest.fixture
+def lab_args(lab: Lab) -> list[str]:
+    return ["-F", str(lab.ssh_config)]
+
+
+def test_start_prints_a_url_and_ctrl_c_stops_everything(
+    lab: Lab, remote: LabHost, lab_args: list[str], cli_env: dict[str, str]
+) -> None:
+    process = spawn(
+        ["start", remote.name, *lab_args, "--venv", lab.jupyter_venv, "--no-open"], cli_env
+    )
+    url = first_line(process)
+    assert url.startswith("http://127.0.0.1:")
+    assert http(url)[0] == 200
+    local_port = int(url.split(":")[2].split("/")[0])
+    status, err = interrupt(process)
+    assert status == 130, err
+    for step in ("connecting", "authenticating", "starting Jupyter", "tunnel ready"):
+        assert step in err
+    assert wait_for(lambda: remote.user_processes() == [], 10)
+    assert port_is_closed(local_port)
+
+
+def test_start_json_and_profile(
+    tmp_path: Path, lab: Lab, remote: LabHost, lab_args: list[str], cli_env: dict[str, str]
+) -> None:
+    profile = tmp_path / "config.toml"
+    profile.write_text(
+        f'[defaults]\napp = "notebook"\n\n[hosts.{remote.name}]\nvenv = "{lab.jupyter_venv}"\n'
+        'app = "lab"\nopen = false\n'
+    )
+    env = {**cli_env, "RJUPYTER_CONFIG": str(profile)}
+    process = spawn(["start", remote.name, *lab_args, "--json"], env)
+    facts: dict[str, Any] = json.loads(first_line(process))
+    assert set(facts) >= {"url", "local_port", "remote_port", "pid"}
+    assert "/lab?token=" in facts["url"], "the profile's app"
+    assert http(facts["url"])[0] == 200
+    assert interrupt(process)[0] == 130
+    assert wait_for(lambda: remote.user_processes() == [], 10)
+
+
+def test_tunnel_attach_list_stop(
+    lab: Lab,
+    remote: LabHost,
+    lab_args: list[str],
+    cli_env: dict[str, str],
+    nb_options: dict[str, Any],
+) -> None:
+    with RemoteNotebook(remote.name, keep_running=True, **nb_options) as nb:
+        pid, port, token = nb.remote_pid, nb.remote_port, nb.token
+
+    tunnel = spawn(["tunnel", remote.name, str(port), *lab_args], cli_env)
+    local = first_line(tunnel)
+    assert http(f"{local}/api/status", token=token)[0] == 200
+    assert interrupt(tunnel)[0] == 130
+
+    attach = spawn(["attach", remote.name, "--pid", str(pid), "--no-open", *lab_args], cli_env)
+    url = first_line(attach)
+    assert http(url)[0] == 200
+    assert interrupt(attach)[0] == 130
+    assert pid in [p for p, _ in remote.user_processes()], "attach leaves the server running"
+
+    listed = run(["list", remote.name, "--json", *lab_args], cli_env)
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)
+    assert [r["pid"] for r in records if not r["stale"]] == [pid]
+    assert "token" not in listed.stdout
+    table = run(["list", remote.name, *lab_args], cli_env)
+    assert str(pid) in table.stdout
+
+    stopped = run(["stop", remote.name, "--pid", str(pid), *lab_args], cli_env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"stopped pid {pid}" in stopped.stdout
+    assert wait_for(lambda: remote.user_processes() == [], 10)
+    again = run(["stop", remote.name, "--all-mine", *lab_args], cli_env)
+    assert "no running Jupyter servers" in again.stdout
+
+
+def test_bad_host_is_one_line_and_exit_1(cli_env: dict[str, str]) -> None:
+    result = run(["start", "nobody@127.0.0.1:2", "--no-open"], cli_env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("rjupyter: error: connection to 127.0.0.1:2")
+
+
+def test_usage_errors_and_version(cli_env: dict[str, str]) -> None:
+    assert run(["--version"], cli_env).stdout.startswith("rjupyter, version ")
+    result = run(["stop", "somewhere"], cli_env)
+    assert result.returncode == 2
+    assert "exactly one of --port, --pid, --all-mine" in result.stderr
+    for command in ("start", "tunnel", "attach", "list", "stop", "completion"):
+        assert "Examples:" in run([command, "--help"], cli_env).stdout
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts(shell: str, cli_env: dict[str, str]) -> None:
+    result = run(["completion", shell], cli_env)
+    assert result.returncode == 0
+    assert "_RJUPYTER_COMPLETE" in result.stdout
+    if shell == "bash":
+        checked = subprocess.run(["bash", "-n"], input=result.stdout, text=True, check=False)
+        assert checked.returncode == 0
+
+
+def test_python_dash_m(cli_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rjupyter", "--version"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        check=False,
+    )
+    assert result.stdout.startswith("rjupyter, version ")
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[list[str]]:
+    if shutil.which("tmux") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the tmux test; ./dev test installs tmux")
+        pytest.skip("tmux is not installed")
+    socket_name = f"rjupyter-test-{secrets.token_hex(4)}"
+    base = ["tmux", "-L", socket_name]
+    yield base
+    subprocess.run([*base, "kill-server"], check=False, capture_output=True)
+
+
+def pane(base: list[str]) -> str:
+    return subprocess.run(
+        [*base, "capture-pane", "-p", "-t", "demo"], capture_output=True, text=True, check=False
+    ).stdout
+
+
+def test_terminal_session_under_tmux(
+    tmp_path: Path, tmux: list[str], lab: Lab, remote: LabHost, cli_env: dict[str, str]
+) -> None:
+    command = [
+        RJUPYTER,
+        "start",
+        remote.name,
+        "-F",
+        str(lab.ssh_config),
+        "--venv",
+        lab.jupyter_venv,
+        "--no-open",
+    ]
+    env_args = [f"{key}={cli_env[key]}" for key in ("PATH", "RJUPYTER_CONFIG", "HOME")]
+    subprocess.run(
+        [
+            *tmux,
+            "new-session",
+            "-d",
+            "-s",
+            "demo",
+            "-x",
+            "110",
+            "-y",
+            "30",
+            "env",
+            *env_args,
+            *command,
+            ";",
+            "set-option",
+            "-t",
+            "demo",
+            "remain-on-exit",
+            "on",
+        ],
+        check=True,
+    )
+    assert wait_for(lambda: "kernels 0" in pane(tmux), 60), pane(tmux)
+    screen = pane(tmux)
+    (tmp_path / "screen-running.txt").write_text(screen)
+    for step in ("connecting", "authenticating", "starting Jupyter", "tunnel ready"):
+        assert step in screen
+    assert "http://127.0.0.1:" in screen
+    assert "connected" in screen
+    assert "up 0:00:0" in screen
+    subprocess.run([*tmux, "send-keys", "-t", "demo", "C-c"], check=True)
+
+    def dead_status() -> str:
+        return subprocess.run(
+            [*tmux, "display-message", "-p", "-t", "demo", "#{pane_dead} #{pane_dead_status}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+
+    assert wait_for(lambda: dead_status().startswith("1 "), 30), pane(tmux)
+    assert dead_status() == "1 130"
+    assert wait_for(lambda: remote.user_processes() == [], 10)
