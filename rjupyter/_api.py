@@ -325,6 +325,8 @@ class RemoteNotebook(NotebookAutomation):
         info = server.info
         assert info is not None
         self._step("tunnel", f"remote port {info.port}")
+        if not self._attach_to:
+            server.wait_listening(deadline)
         self._forwarder = Forwarder(
             connection.transport, (LOOPBACK, info.port), local_port=self._asked_local_port or 0
         )

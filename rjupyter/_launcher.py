@@ -18,7 +18,7 @@ import paramiko
 
 from ._discovery import STOPPED_MARKER, ServerInfo, StartupParser, redact
 from ._errors import LaunchError, LaunchTimeout, RJupyterError, SSHConnectError
-from ._scripts import STOP_SCRIPT, heartbeat_script
+from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, heartbeat_script
 from ._ssh import Deadline
 
 __all__ = ["RemoteServer", "run_remote"]
@@ -221,6 +221,25 @@ class RemoteServer:
             exit_status=status,
             output_tail=self.output_tail(),
         )
+
+    def wait_listening(self, deadline: Deadline) -> None:
+        """Return once the server's port is listening on the remote host (best effort).
+
+        Jupyter prints its URL a moment before it listens; connecting through the tunnel in
+        that moment would make paramiko log a refused channel.
+
+        Raises:
+            SSHConnectError: The connection failed.
+        """
+        if self.info is not None:
+            port = f"{self.info.port:04X}"
+            run_remote(
+                self._transport,
+                LISTEN_SCRIPT,
+                [port],
+                host=self._host,
+                timeout=max(1.0, min(15.0, deadline.remaining())),
+            )
 
     def heartbeat(self) -> None:
         """Tell the server's watchdog that we are still here.

@@ -30,6 +30,7 @@ from ._discovery import (
 __all__ = [
     "APPS",
     "INVENTORY_SCRIPT",
+    "LISTEN_SCRIPT",
     "STOP_SCRIPT",
     "abandon_step",
     "build_script",
@@ -123,6 +124,21 @@ for pid in $pids; do
   state=$(sed 's/.*) \\(.\\).*/\\1/' "/proc/$pid/stat")
   printf 'RJ-PROC %s\\t%s\\t%s\\n' "$pid" "$state" "$(tr '\\0' ' ' < "/proc/$pid/cmdline")"
 done
+"""
+
+
+#: Waits (up to ~10 s) until something listens on TCP port $1 (hex) on the remote host, reading
+#: /proc/net/tcp rather than connecting, so no refused connection is logged anywhere. Exits 0 at
+#: once where there is no /proc/net/tcp.
+LISTEN_SCRIPT = """\
+[ -r /proc/net/tcp ] || exit 0
+n=0
+while [ "$n" -lt 200 ]; do
+  grep -q ":$1 00000000:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null && exit 0
+  sleep 0.05 2>/dev/null || sleep 1
+  n=$((n + 1))
+done
+exit 1
 """
 
 
