@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import wait_for
+
 from rjupyter.testing import Lab, LabHost
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -49,3 +51,22 @@ def test_lab_demo(lab: Lab) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "GET /api/status through the tunnel -> 200" in result.stdout
     assert "lab torn down" in result.stdout
+
+
+def test_keep_running_then_attach_examples(lab: Lab, remote: LabHost) -> None:
+    started = run_example(
+        "keep_running.py", remote.name, "-F", str(lab.ssh_config), "--venv", lab.jupyter_venv
+    )
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split("PID=")[1].split()[0])
+    assert pid in [p for p, _ in remote.user_processes()]
+    attached = run_example("attach.py", remote.name, "--pid", str(pid), "-F", str(lab.ssh_config))
+    assert attached.returncode == 0, attached.stderr
+    assert "left it running" in attached.stdout
+    assert pid in [p for p, _ in remote.user_processes()]
+    stopped = run_example(
+        "attach.py", remote.name, "--pid", str(pid), "-F", str(lab.ssh_config), "--stop"
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped it" in stopped.stdout
+    assert wait_for(lambda: remote.user_processes() == [], 10)
