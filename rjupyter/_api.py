@@ -13,7 +13,6 @@ import urllib.request
 import webbrowser
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ._automation import NotebookAutomation
@@ -29,6 +28,7 @@ from ._errors import (
 )
 from ._keeper import ConnectionCallback, Keeper
 from ._launcher import RemoteServer, run_remote
+from ._lifecycle import ClosingContext
 from ._scripts import APPS, abandon_step, build_script
 from ._servers import find_server, inventory, server_from_record
 from ._signals import hold_sigterm, release_sigterm
@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 #: Where a remote port is picked when the caller leaves it to us; Jupyter moves up from there
 #: when the port is taken, and reports the port it really got.
 REMOTE_PORT_RANGE = (20000, 29999)
+#: Requests to our own 127.0.0.1 tunnel go straight there, whatever http_proxy says.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class _State(enum.Enum):
@@ -85,7 +87,7 @@ class ServerHandle:
         )
 
 
-class RemoteNotebook(NotebookAutomation):
+class RemoteNotebook(NotebookAutomation, ClosingContext):
     """A Jupyter server started on a remote host over SSH, reachable on a local port.
 
     ``with RemoteNotebook("gpu-box", venv="~/project/.venv") as nb: print(nb.url)`` logs in
@@ -404,7 +406,7 @@ class RemoteNotebook(NotebookAutomation):
                 )
             try:
                 # The URL is our own http://127.0.0.1 one, never a user-supplied scheme.
-                with urllib.request.urlopen(request, timeout=deadline.remaining(0.5)) as reply:  # noqa: S310
+                with _DIRECT.open(request, timeout=deadline.remaining(0.5)) as reply:
                     if reply.status == 200:
                         return
             except (urllib.error.URLError, OSError) as exc:
@@ -524,19 +526,6 @@ class RemoteNotebook(NotebookAutomation):
 
     def __enter__(self) -> RemoteNotebook:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        try:
-            self.close()
-        except RJupyterError as close_error:
-            if exc is None:
-                raise
-            add_note(exc, f"while closing: {close_error}")
 
     # -- facts -------------------------------------------------------------------------------
 

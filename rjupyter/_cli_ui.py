@@ -16,6 +16,9 @@ from rich.status import Status
 
 __all__ = ["Progress", "StatusLine", "prompt_answers", "prompt_passphrase"]
 
+#: Our own 127.0.0.1 URLs never go through an http_proxy.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 _LABELS = {
     "connect": "connecting",
     "authenticate": "authenticating",
@@ -104,7 +107,7 @@ def count_kernels(base_url: str, token: str) -> int | None:
     url = f"{base_url}api/kernels"  # our own http://127.0.0.1 URL
     request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=2) as reply:  # noqa: S310
+        with _DIRECT.open(request, timeout=2) as reply:
             return len(json.load(reply))
     except (OSError, ValueError):
         return None

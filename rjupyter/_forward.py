@@ -6,10 +6,10 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from types import TracebackType
 
-from ._errors import NotebookClosedError, RJupyterError, add_note
+from ._errors import NotebookClosedError
 from ._keeper import ConnectionCallback, Keeper
+from ._lifecycle import ClosingContext
 from ._ssh import AuthHandler, ConnectOptions, Deadline, SSHConnection, open_connection
 from ._tunnel import Forwarder
 
@@ -18,7 +18,7 @@ __all__ = ["Tunnel"]
 logger = logging.getLogger(__name__)
 
 
-class Tunnel:
+class Tunnel(ClosingContext):
     """``ssh -N -L 127.0.0.1:LOCAL:REMOTE_HOST:REMOTE_PORT host``, as an object.
 
     One SSH login, host keys checked, the local end on 127.0.0.1 only. Like a notebook, it
@@ -193,19 +193,6 @@ class Tunnel:
 
     def __enter__(self) -> Tunnel:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        try:
-            self.close()
-        except RJupyterError as close_error:
-            if exc is None:
-                raise
-            add_note(exc, f"while closing: {close_error}")
 
     def __repr__(self) -> str:
         port = self._forwarder.local_port if self._forwarder is not None else None

@@ -48,5 +48,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         built = item.funcargs.get("lab")
         if isinstance(built, Lab):
             for name, host in built.hosts.items():
-                tail = "\n".join(host.sshd_log().splitlines()[-40:])
+                try:
+                    log = host.sshd_log()
+                except OSError:  # the lab is already torn down
+                    continue
+                tail = "\n".join(log.splitlines()[-40:])
                 report.sections.append((f"sshd log of {name}", tail))

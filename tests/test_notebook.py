@@ -316,3 +316,13 @@ def test_hostile_paths_are_paths(
     finally:
         remote.run(["rm", "-rf", "--", f"{lab.home}/{name}"])
     assert not (lab.home / "PWNED").exists()
+
+
+def test_an_http_proxy_setting_is_not_used_for_our_tunnel(
+    remote: LabHost, nb_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy that does not exist: any request sent to it would fail.
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("no_proxy", "")
+    with RemoteNotebook(remote.name, **nb_options) as nb:
+        assert nb.remote_pid > 0

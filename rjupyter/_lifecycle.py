@@ -1,0 +1,34 @@
+"""Leaving a ``with`` block: close, and never let a close failure hide the block's own error."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from ._errors import RJupyterError, add_note
+
+__all__ = ["ClosingContext"]
+
+
+class ClosingContext:
+    """``__exit__`` for objects whose ``close()`` releases everything and may then raise.
+
+    A close failure is raised when the block ended normally; when the block raised, its error
+    wins and the close failure is attached to it as a note.
+    """
+
+    def close(self) -> object:
+        """Release everything; idempotent."""
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self.close()
+        except RJupyterError as close_error:
+            if exc is None:
+                raise
+            add_note(exc, f"while closing: {close_error}")
