@@ -3,6 +3,7 @@
 >>> from rjupyter import RemoteNotebook
 >>> with RemoteNotebook("gpu-box", venv="~/project/.venv") as nb:  # doctest: +SKIP
 ...     print(nb.url)
+...     print(nb.execute("1 + 1").text)
 """
 
 import logging
@@ -10,26 +11,44 @@ import logging
 from ._api import RemoteNotebook
 from ._errors import (
     AuthenticationError,
+    CellExecutionError,
+    ExecutionTimeout,
     HostKeyError,
+    KernelClosedError,
+    KernelError,
     LaunchError,
     LaunchTimeout,
     NotebookClosedError,
+    PathNotFoundError,
+    RemoteExecutionError,
     RJupyterError,
     SSHConnectError,
+    TransferError,
     TunnelError,
 )
+from ._kernel import Kernel
+from ._messages import ExecutionResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "CellExecutionError",
+    "ExecutionResult",
+    "ExecutionTimeout",
     "HostKeyError",
+    "Kernel",
+    "KernelClosedError",
+    "KernelError",
     "LaunchError",
     "LaunchTimeout",
     "NotebookClosedError",
+    "PathNotFoundError",
     "RJupyterError",
+    "RemoteExecutionError",
     "RemoteNotebook",
     "SSHConnectError",
+    "TransferError",
     "TunnelError",
     "__version__",
 ]

@@ -257,6 +257,10 @@ class RemoteNotebook(NotebookAutomation):
         self._forwarder = self._server = self._connection = None
         errors: list[BaseException] = []
         try:
+            self._close_automation()  # kernels first, while the tunnel still carries requests
+        except RJupyterError as exc:
+            errors.append(exc)
+        try:
             if forwarder is not None:
                 forwarder.shut()
         except Exception as exc:

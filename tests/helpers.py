@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -11,12 +10,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-import websocket  # websocket-client
+
+#: A 1x1 PNG as base64: what a plot's ``image/png`` output carries.
+PNG_BASE64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJ"
+    "RU5ErkJggg=="
+)
 
 
 def lab_unavailable() -> str | None:
@@ -47,45 +50,6 @@ def http(url: str, *, token: str | None = None, method: str = "GET") -> tuple[in
             return reply.status, reply.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-def run_in_kernel(base_url: str, token: str, kernel_id: str, code: str) -> str:
-    """Execute ``code`` over the kernel WebSocket and return what it printed to stdout."""
-    ws_url = base_url.replace("http://", "ws://") + f"api/kernels/{kernel_id}/channels"
-    conn = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=30)
-    try:
-        msg_id = uuid.uuid4().hex
-        conn.send(json.dumps(_execute_request(msg_id, code)))
-        printed = []
-        while True:
-            message: dict[str, Any] = json.loads(conn.recv())
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = message["msg_type"]
-            if kind == "stream":
-                printed.append(message["content"]["text"])
-            elif kind == "error":
-                raise AssertionError(f"remote error: {message['content']['evalue']}")
-            elif kind == "status" and message["content"]["execution_state"] == "idle":
-                return "".join(printed)
-    finally:
-        conn.close()
-
-
-def _execute_request(msg_id: str, code: str) -> dict[str, Any]:
-    return {
-        "header": {
-            "msg_id": msg_id,
-            "username": "test",
-            "session": uuid.uuid4().hex,
-            "msg_type": "execute_request",
-            "version": "5.3",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "content": {"code": code, "silent": False, "store_history": False},
-        "channel": "shell",
-    }
 
 
 def local_listeners() -> list[tuple[str, int]]:
