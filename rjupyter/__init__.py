@@ -28,12 +28,14 @@ from ._errors import (
 )
 from ._kernel import Kernel
 from ._messages import ExecutionResult
+from ._runner import CellProgress, execute_notebook, parse_parameter_value
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
     "CellExecutionError",
+    "CellProgress",
     "ExecutionResult",
     "ExecutionTimeout",
     "HostKeyError",
@@ -51,6 +53,8 @@ __all__ = [
     "TransferError",
     "TunnelError",
     "__version__",
+    "execute_notebook",
+    "parse_parameter_value",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

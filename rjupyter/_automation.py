@@ -9,17 +9,31 @@ The kernels it starts are shut down by :meth:`NotebookAutomation._close_automati
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ._errors import RJupyterError
+from . import _files
+from ._errors import CellExecutionError, ExecutionTimeout, RJupyterError, add_note
 from ._kernel import Kernel
 from ._messages import ExecutionResult, OutputCallback
+from ._runner import (
+    ProgressCallback,
+    execute_notebook,
+    inject_parameters,
+    read_notebook,
+    record_kernel,
+    write_notebook,
+)
 from ._wire import Endpoint
 
 if TYPE_CHECKING:
-    import paramiko
+    from nbformat import NotebookNode
+
+    from ._files import SSHTransport
 
 __all__ = ["NotebookAutomation"]
 
@@ -47,7 +61,7 @@ class NotebookAutomation:
         @property
         def token(self) -> str: ...
         @property
-        def _transport(self) -> paramiko.Transport: ...
+        def _transport(self) -> SSHTransport: ...
 
     def _automation(self) -> _AutomationState:
         with _STATE_LOCK:
@@ -155,3 +169,123 @@ class NotebookAutomation:
                 errors.append(error)
         if errors:
             raise errors[0]
+
+    # -- notebooks ---------------------------------------------------------------------------
+
+    def run_notebook(
+        self,
+        path: str | os.PathLike[str],
+        output_path: str | os.PathLike[str] | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        kernel_name: str | None = None,
+        cwd: str | None = None,
+        timeout_per_cell: float | None = None,
+        allow_errors: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> NotebookNode:
+        """Run a local ``.ipynb`` cell by cell on a fresh remote kernel; write the result locally.
+
+        Args:
+            path: The local notebook.
+            output_path: Where to write the executed notebook (also when a cell fails); None
+                writes nothing, the result is returned.
+            parameters: Injected papermill-style into a cell tagged ``injected-parameters``,
+                after the cell tagged ``parameters`` (or first).
+            kernel_name: The kernel spec; None takes the notebook's own, else the server's
+                default.
+            cwd: Remote working directory of the kernel; None is the notebook server's.
+            timeout_per_cell: Seconds each cell may take; None for no limit.
+            allow_errors: Record failing cells' errors and go on instead of raising.
+            progress: Called with a ``CellProgress`` before and after each code cell.
+
+        Returns:
+            The executed notebook (an ``nbformat.NotebookNode``).
+
+        Raises:
+            CellExecutionError: A cell raised (``cell_index``, ``ename``, ``evalue``,
+                ``traceback``); the partial notebook was written to ``output_path``.
+            ExecutionTimeout: A cell ran past ``timeout_per_cell``; the partial notebook was
+                written.
+            KernelError: The kernel could not be started or died.
+            ValueError: A parameter is not a Python literal, or the file is not a notebook.
+            FileNotFoundError: No notebook at ``path``.
+        """
+        notebook = read_notebook(path)
+        if parameters:
+            inject_parameters(notebook, parameters)
+        name = kernel_name or notebook.metadata.get("kernelspec", {}).get("name")
+        with self.kernel(name, cwd=cwd) as kernel:
+            record_kernel(notebook, kernel)
+            try:
+                execute_notebook(
+                    kernel,
+                    notebook,
+                    timeout_per_cell=timeout_per_cell,
+                    allow_errors=allow_errors,
+                    progress=progress,
+                )
+            except (CellExecutionError, ExecutionTimeout) as error:
+                if output_path is not None:
+                    write_notebook(notebook, output_path)
+                    add_note(error, f"the notebook as executed so far is in {output_path}")
+                raise
+        if output_path is not None:
+            write_notebook(notebook, output_path)
+        return notebook
+
+    # -- files -------------------------------------------------------------------------------
+
+    def upload(
+        self,
+        local: str | os.PathLike[str],
+        remote: str,
+        *,
+        progress: _files.Progress | None = None,
+    ) -> str:
+        """Copy a local file or directory (recursively) to the remote host over SFTP.
+
+        ``remote`` is the path the copy gets; ending it with ``/`` copies *into* that directory.
+        Missing parents are created; ``~`` and relative paths start at the remote home.
+
+        Args:
+            local: The local file or directory.
+            remote: The remote destination.
+            progress: ``progress(bytes_done, bytes_total)`` over the whole transfer.
+
+        Returns:
+            The absolute remote path written.
+
+        Raises:
+            PathNotFoundError: ``local`` does not exist.
+            TransferError: The remote side could not be written (the message says why).
+            NotebookClosedError: The notebook is closed.
+        """
+        return _files.upload(self._transport, local, remote, host=self.host, progress=progress)
+
+    def download(
+        self,
+        remote: str,
+        local: str | os.PathLike[str],
+        *,
+        progress: _files.Progress | None = None,
+    ) -> Path:
+        """Copy a remote file or directory (recursively) to this machine over SFTP.
+
+        ``local`` is the path the copy gets; ending it with ``/`` copies *into* that directory.
+        Missing parents are created; ``~`` and relative remote paths start at the remote home.
+
+        Args:
+            remote: The remote source.
+            local: The local destination.
+            progress: ``progress(bytes_done, bytes_total)`` over the whole transfer.
+
+        Returns:
+            The local path written.
+
+        Raises:
+            PathNotFoundError: ``remote`` does not exist.
+            TransferError: A file could not be read or written (the message says why).
+            NotebookClosedError: The notebook is closed.
+        """
+        return _files.download(self._transport, remote, local, host=self.host, progress=progress)
