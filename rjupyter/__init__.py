@@ -3,6 +3,7 @@
 >>> from rjupyter import RemoteNotebook
 >>> with RemoteNotebook("gpu-box", venv="~/project/.venv") as nb:  # doctest: +SKIP
 ...     print(nb.url)
+...     print(nb.execute("1 + 1").text)
 """
 
 import logging
@@ -10,34 +11,56 @@ import logging
 from ._api import RemoteNotebook, ServerHandle
 from ._errors import (
     AuthenticationError,
+    CellExecutionError,
+    ExecutionTimeout,
     HostKeyError,
+    KernelClosedError,
+    KernelError,
     LaunchError,
     LaunchTimeout,
     NotebookClosedError,
+    PathNotFoundError,
+    RemoteExecutionError,
     RJupyterError,
     SSHConnectError,
+    TransferError,
     TunnelError,
 )
 from ._forward import Tunnel
+from ._kernel import Kernel
+from ._messages import ExecutionResult
+from ._runner import CellProgress, execute_notebook, parse_parameter_value
 from ._servers import ServerRecord, list_servers, stop_server
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "CellExecutionError",
+    "CellProgress",
+    "ExecutionResult",
+    "ExecutionTimeout",
     "HostKeyError",
+    "Kernel",
+    "KernelClosedError",
+    "KernelError",
     "LaunchError",
     "LaunchTimeout",
     "NotebookClosedError",
+    "PathNotFoundError",
     "RJupyterError",
+    "RemoteExecutionError",
     "RemoteNotebook",
     "SSHConnectError",
     "ServerHandle",
     "ServerRecord",
+    "TransferError",
     "Tunnel",
     "TunnelError",
     "__version__",
+    "execute_notebook",
     "list_servers",
+    "parse_parameter_value",
     "stop_server",
 ]
 

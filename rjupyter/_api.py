@@ -473,26 +473,12 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             if self._state is _State.CLOSED:
                 return self._handle if not self._stop_on_close else None
             self._state = _State.CLOSED
-        keeper, forwarder, server = self._keeper, self._forwarder, self._server
         errors: list[BaseException] = []
         try:
-            if keeper is not None:
-                keeper.stop()
-                if keeper.error is not None:
-                    errors.append(keeper.error)
-            if forwarder is not None:
-                forwarder.shut()
-        except Exception as exc:
-            errors.append(TunnelError(f"closing the local tunnel failed: {exc}"))
+            self._close_front(errors)
         finally:
             try:
-                if server is not None and (
-                    self._stop_on_close or (self._info is None and self._attach_to is None)
-                ):
-                    self._ensure_connection()
-                    server.stop()
-            except RJupyterError as exc:
-                errors.append(exc)
+                self._stop_server_if_ours(errors)
             finally:
                 if self._connection is not None:
                     self._connection.close()
@@ -505,6 +491,35 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             logger.info("%s", self._handle)
             return self._handle
         return None
+
+    def _close_front(self, errors: list[BaseException]) -> None:
+        """Stop watching the link, close our kernels, stop the local listener."""
+        try:
+            if self._keeper is not None:
+                self._keeper.stop()
+                if self._keeper.error is not None:
+                    errors.append(self._keeper.error)
+            # Kernels first, while the tunnel still carries requests; a kept server keeps them.
+            self._close_automation(keep_kernels=not self._stop_on_close)
+        except RJupyterError as exc:
+            errors.append(exc)
+        try:
+            if self._forwarder is not None:
+                self._forwarder.shut()
+        except Exception as exc:
+            errors.append(TunnelError(f"closing the local tunnel failed: {exc}"))
+
+    def _stop_server_if_ours(self, errors: list[BaseException]) -> None:
+        """Stop the server unless it is to keep running (a failed start always stops it)."""
+        server = self._server
+        failed_launch = self._info is None and self._attach_to is None
+        if server is None or not (self._stop_on_close or failed_launch):
+            return
+        try:
+            self._ensure_connection()
+            server.stop()
+        except RJupyterError as exc:
+            errors.append(exc)
 
     def _ensure_connection(self) -> None:
         """Reconnect once, briefly, if the link is down when the server must be stopped."""

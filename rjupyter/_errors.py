@@ -9,7 +9,14 @@ Every error has one root, so ``except rjupyter.RJupyterError`` catches all of th
     ├── LaunchError                              jupyter missing, bad venv/workdir, exited early
     │   └── LaunchTimeout (also TimeoutError)    not ready within ``timeout``
     ├── TunnelError                              local bind failed, forwarder died
-    └── NotebookClosedError                      used after ``close()``
+    ├── NotebookClosedError                      used after ``close()``
+    │   └── KernelClosedError                    a kernel used after ``shutdown()``
+    ├── KernelError                              kernel refused, died, or its connection broke
+    │   └── ExecutionTimeout (also TimeoutError) code ran past ``timeout`` (it was interrupted)
+    ├── RemoteExecutionError                     the remote code raised: ``ename``, ``evalue``
+    │   └── CellExecutionError                   ... in a notebook cell: ``cell_index``
+    └── TransferError                            an upload or download failed
+        └── PathNotFoundError (also FileNotFoundError)
 
 Each message says what went wrong and what to do next. Errors carry the details as attributes
 (``host``, ``exit_status``, ``output_tail`` ...) so programs need not parse messages. No
@@ -19,16 +26,38 @@ boundaries and kept as ``__cause__``.
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+
+    from ._messages import ExecutionResult
+
 __all__ = [
     "AuthenticationError",
+    "CellExecutionError",
+    "ExecutionTimeout",
     "HostKeyError",
+    "KernelClosedError",
+    "KernelError",
     "LaunchError",
     "LaunchTimeout",
     "NotebookClosedError",
+    "PathNotFoundError",
     "RJupyterError",
+    "RemoteExecutionError",
     "SSHConnectError",
+    "TransferError",
     "TunnelError",
 ]
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    """Remove the terminal colour codes IPython puts in tracebacks."""
+    return _ANSI_ESCAPE.sub("", text)
 
 
 def add_note(exc: BaseException, note: str) -> None:
@@ -142,3 +171,114 @@ class TunnelError(RJupyterError):
 
 class NotebookClosedError(RJupyterError):
     """The object was used after ``close()``; open a new one instead."""
+
+
+class KernelClosedError(NotebookClosedError):
+    """A kernel was used after ``shutdown()``, or after its notebook was closed."""
+
+
+class KernelError(RJupyterError):
+    """A kernel could not be started, died, or the connection to it broke.
+
+    Attributes:
+        kernel_id: The server's id for the kernel, when it has one.
+    """
+
+    def __init__(self, message: str, *, kernel_id: str | None = None) -> None:
+        super().__init__(message)
+        self.kernel_id = kernel_id
+
+
+class ExecutionTimeout(KernelError, TimeoutError):
+    """Code ran longer than its ``timeout``; the kernel was interrupted and is usable again.
+
+    Attributes:
+        timeout: The seconds that were allowed.
+        result: What the code had produced until then (an ``ExecutionResult``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kernel_id: str | None,
+        timeout: float,
+        result: ExecutionResult | None = None,
+    ) -> None:
+        super().__init__(message, kernel_id=kernel_id)
+        self.timeout = timeout
+        self.result = result
+
+
+class RemoteExecutionError(RJupyterError):
+    """The code raised an exception in the remote kernel.
+
+    Attributes:
+        ename: The exception's class name, e.g. ``"ZeroDivisionError"``.
+        evalue: Its message, e.g. ``"division by zero"``.
+        traceback: The remote traceback as the kernel sent it (lines with terminal colours).
+        result: What the code had produced before it failed (an ``ExecutionResult``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        ename: str,
+        evalue: str,
+        traceback: list[str],
+        result: ExecutionResult | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback
+        self.result = result
+
+    @property
+    def traceback_text(self) -> str:
+        """The remote traceback as plain text, without terminal colour codes."""
+        return strip_ansi("\n".join(self.traceback))
+
+
+class CellExecutionError(RemoteExecutionError):
+    """A notebook cell raised; the partial notebook was still written when an output was named.
+
+    Attributes:
+        cell_index: The failing cell's index in the notebook's ``cells`` (0-based).
+        execution_count: Its ``In [n]`` number, when the kernel gave one.
+        notebook: The notebook as executed so far (an ``nbformat.NotebookNode``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cell_index: int,
+        execution_count: int | None,
+        ename: str,
+        evalue: str,
+        traceback: list[str],
+        notebook: NotebookNode | None = None,
+        result: ExecutionResult | None = None,
+    ) -> None:
+        super().__init__(message, ename=ename, evalue=evalue, traceback=traceback, result=result)
+        self.cell_index = cell_index
+        self.execution_count = execution_count
+        self.notebook = notebook
+
+
+class TransferError(RJupyterError):
+    """A file or directory could not be uploaded or downloaded.
+
+    Attributes:
+        path: The path concerned (local or remote, as the message says).
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class PathNotFoundError(TransferError, FileNotFoundError):
+    """The source of a transfer does not exist (or a destination's parent is not a directory)."""

@@ -18,6 +18,12 @@ from typing import Any
 import pytest
 import websocket  # websocket-client
 
+#: A 1x1 PNG as base64: what a plot's ``image/png`` output carries.
+PNG_BASE64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJ"
+    "RU5ErkJggg=="
+)
+
 
 def lab_unavailable() -> str | None:
     """Why the lab cannot run here, or None when it can."""

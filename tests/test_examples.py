@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 from helpers import wait_for
 
 from rjupyter.testing import Lab, LabHost
@@ -70,3 +71,42 @@ def test_keep_running_then_attach_examples(lab: Lab, remote: LabHost) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped it" in stopped.stdout
     assert wait_for(lambda: remote.user_processes() == [], 10)
+
+
+def lab_arguments(lab: Lab, remote: LabHost) -> list[str]:
+    return [remote.name, "-F", str(lab.ssh_config), "--venv", lab.jupyter_venv]
+
+
+def test_execute_example(lab: Lab, remote: LabHost) -> None:
+    result = run_example("execute.py", *lab_arguments(lab, remote))
+    assert result.returncode == 0, result.stderr
+    assert "running on" in result.stdout
+    assert "Out[2]: 45" in result.stdout
+    assert "Out[3]: 90" in result.stdout
+
+    failing = run_example("execute.py", *lab_arguments(lab, remote), "-c", "1 / 0")
+    assert failing.returncode == 1
+    assert "remote ZeroDivisionError: division by zero\n" in failing.stderr
+    assert "----> 1 1 / 0" in failing.stderr, "the remote traceback, as plain text"
+
+
+def test_run_notebook_example(lab: Lab, remote: LabHost, tmp_path: Path) -> None:
+    output = tmp_path / "report.out.ipynb"
+    result = run_example(
+        "run_notebook.py",
+        *lab_arguments(lab, remote),
+        str(EXAMPLES / "report.ipynb"),
+        "-o",
+        str(output),
+        "-p",
+        "scale",
+        "3",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[5/5] cell 5 ... ok" in result.stdout
+    executed = nbformat.read(output, as_version=4)
+    nbformat.validate(executed)
+    assert executed.cells[2].source == "# Parameters\nscale = 3\n"
+    assert executed.cells[3].outputs[0].text == "squares [0, 3, 12, 27, 48, 75]\n"
+    assert "image/png" in executed.cells[4].outputs[0].data
+    assert executed.cells[5].outputs[0].data["text/plain"] == "165"

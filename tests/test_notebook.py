@@ -19,7 +19,6 @@ from helpers import (
     local_listeners,
     non_daemon_threads,
     port_is_closed,
-    run_in_kernel,
     wait_for,
 )
 
@@ -83,10 +82,8 @@ def test_notebook_through_the_tunnel(
         assert http(f"{nb.base_url}api/status", token=token)[0] == 200
         assert http(f"{nb.base_url}api/status")[0] == 403, "the API must refuse a missing token"
 
-        status, body = http(f"{nb.base_url}api/kernels", token=token, method="POST")
-        assert status == 201
-        kernel_id = json.loads(body)["id"]
-        printed = run_in_kernel(nb.base_url, token, kernel_id, "import os; print(os.getuid())")
+        with nb.kernel() as kernel:  # REST and the kernel WebSocket, token in the header
+            printed = kernel.execute("import os; print(os.getuid())").stdout
         assert printed.strip() == str(lab.uid)
 
         remote_side = [addr for addr, port in remote.listeners() if port == nb.remote_port]
