@@ -8,11 +8,9 @@ after Ctrl-C). Nothing in the library imports it.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import threading
 import webbrowser
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -21,92 +19,24 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from . import __version__
+from . import _cli_run  # noqa: F401 - registers `run` and `exec`
 from ._api import RemoteNotebook
-from ._cli_ui import Progress, StatusLine, count_kernels, prompt_answers, prompt_passphrase
+from ._cli_common import (
+    cli,
+    connect_kwargs,
+    connection_options,
+    console,
+    environment_options,
+    merge,
+    notebook_for,
+    said,
+)
+from ._cli_ui import Progress, StatusLine, count_kernels
 from ._errors import RJupyterError
 from ._forward import Tunnel
-from ._profiles import load_profile
 from ._servers import ServerRecord, list_servers, stop_server
 
 __all__ = ["main"]
-
-_console = Console(stderr=True, highlight=False)
-
-
-def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every command that connects takes (like ssh's -F, -i, -J)."""
-    for option in reversed(
-        [
-            click.option("-F", "--ssh-config", help="SSH config file (like ssh -F)."),
-            click.option("-i", "--identity-file", help="Private key to try first."),
-            click.option("-J", "--jump", help="Jump host(s), like ssh -J."),
-            click.option(
-                "--host-key-policy",
-                type=click.Choice(["reject", "accept-new", "no"]),
-                help="Unknown host keys: reject (default), accept-new, or no checking.",
-            ),
-            click.option("--timeout", type=float, help="Seconds to connect and get ready."),
-        ]
-    ):
-        func = option(func)
-    return func
-
-
-def _connect_kwargs(options: dict[str, Any], progress: Progress | None) -> dict[str, Any]:
-    interactive = sys.stdin.isatty()
-    return {
-        "ssh_config": options.get("ssh_config"),
-        "identity_file": options.get("identity_file"),
-        "jump": options.get("jump"),
-        "host_key_policy": options.get("host_key_policy"),
-        "auth_handler": prompt_answers(progress) if interactive else None,
-        "passphrase": prompt_passphrase(progress) if interactive else None,
-    }
-
-
-def _merge(host: str, flags: dict[str, Any]) -> dict[str, Any]:
-    """Profile values for ``host``, overridden by every flag given on the command line."""
-    merged = load_profile(host)
-    merged.update({key: value for key, value in flags.items() if value not in (None, ())})
-    return merged
-
-
-@click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Run `rjupyter COMMAND --help` for the examples of each command.",
-)
-@click.version_option(__version__, "-V", "--version", prog_name="rjupyter")
-@click.option("-v", "--verbose", count=True, help="-v logs steps, -vv debug and tracebacks.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the URL / JSON (for scripts).")
-@click.pass_context
-def cli(ctx: click.Context, /, verbose: int, quiet: bool) -> None:
-    """Remote Jupyter over SSH in one command: start, tunnel, attach, list, stop."""
-    ctx.obj = {"verbose": verbose, "quiet": quiet}
-    _configure_logging(verbose)
-
-
-def _configure_logging(verbose: int) -> None:
-    """-v: rjupyter's steps; -vv: debug (paramiko's too with -vvv). Default: rjupyter's warnings.
-
-    Without -v, other libraries' log lines (paramiko reporting a refused forwarded connection
-    while the server comes up, say) stay out of the terminal.
-    """
-    root = logging.getLogger()
-    handler = logging.StreamHandler(sys.stderr)
-    if verbose:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        root.addHandler(handler)
-        root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-        if verbose < 3:
-            logging.getLogger("paramiko").setLevel(logging.WARNING)
-        return
-    root.addHandler(logging.NullHandler())
-    handler.setFormatter(logging.Formatter("rjupyter: %(levelname)s: %(message)s"))
-    handler.setLevel(logging.WARNING)
-    handler.addFilter(lambda record: not record.name.startswith("rjupyter._tunnel"))
-    logging.getLogger("rjupyter").addHandler(handler)
-
 
 START_EXAMPLES = """\b
 Examples:
@@ -122,39 +52,18 @@ Examples:
 @click.option("--app", type=click.Choice(["notebook", "lab", "server"]), help="Front end.")
 @click.option("--port", type=int, help="Remote port to ask for (default: any free one).")
 @click.option("--local-port", type=int, help="Local port (default: any free one).")
-@click.option("--dir", "dir_", help="Remote directory to serve.")
-@click.option("--venv", help="Remote virtual environment to enter.")
-@click.option("--conda", help="Remote conda environment to activate.")
-@click.option("--setup", multiple=True, help="Shell line to run first (repeatable).")
-@click.option("--jupyter", help="The jupyter command or path on the remote host.")
+@environment_options
 @click.option("--open/--no-open", "open_", default=None, help="Open a browser (default: if any).")
 @click.option("--keep-running", is_flag=True, default=None, help="Leave the server on exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
-@_connection_options
+@connection_options
 @click.pass_context
 def start(ctx: click.Context, /, host: str, **flags: Any) -> None:
     """Start Jupyter on HOST, tunnel to it, and keep it up until Ctrl-C."""
-    options = _merge(host, {"dir": flags.pop("dir_"), "open": flags.pop("open_"), **flags})
-    if options.get("venv") and options.get("conda"):
-        raise click.UsageError("--venv and --conda exclude each other")
+    options = merge(host, {"dir": flags.pop("dir_"), "open": flags.pop("open_"), **flags})
     quiet = ctx.obj["quiet"] or options.get("as_json")
-    with Progress(_console, quiet=bool(quiet)) as progress:
-        notebook = RemoteNotebook(
-            host,
-            app=options.get("app", "notebook"),
-            remote_port=options.get("port"),
-            local_port=options.get("local_port"),
-            workdir=options.get("dir"),
-            venv=options.get("venv"),
-            conda_env=options.get("conda"),
-            setup=tuple(options.get("setup", ())),
-            jupyter=options.get("jupyter", "jupyter"),
-            keep_running=bool(options.get("keep_running")),
-            abandon_timeout=options.get("abandon_timeout", 1800.0),
-            timeout=options.get("timeout") or 60.0,
-            progress=progress.step,
-            **_connect_kwargs(options, progress),
-        )
+    with Progress(console, quiet=bool(quiet)) as progress:
+        notebook = notebook_for(host, options, progress)
         notebook.start()
     _serve(ctx, notebook, options)
 
@@ -187,19 +96,19 @@ def _serve(ctx: click.Context, notebook: RemoteNotebook, options: dict[str, Any]
     finally:
         handle = notebook.close()
         if handle is not None and not ctx.obj["quiet"]:
-            _console.print(str(handle))
+            console.print(str(handle))
 
 
 def _status_until_interrupted(notebook: RemoteNotebook) -> None:
     line = StatusLine(
-        _console,
+        console,
         host=notebook.host,
         local_port=notebook.local_port,
         remote_port=notebook.remote_port,
     )
-    _console.print("[dim]Ctrl-C stops the notebook[/]")
+    console.print("[dim]Ctrl-C stops the notebook[/]")
     stop = threading.Event()
-    with Live(console=_console, refresh_per_second=2, transient=False) as live:
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
         while not stop.wait(1.0):
             connected = notebook.connected
             kernels = count_kernels(notebook.base_url, notebook.token) if connected else None
@@ -226,25 +135,25 @@ Examples:
 @click.argument("remote_port", type=int)
 @click.argument("local_port", type=int, required=False)
 @click.option("--remote-host", default="127.0.0.1", help="Address to reach, seen from HOST.")
-@_connection_options
+@connection_options
 @click.pass_context
 def tunnel(
     ctx: click.Context, /, host: str, remote_port: int, local_port: int | None, **flags: Any
 ) -> None:
     """Forward a local port to REMOTE_PORT on HOST until Ctrl-C."""
-    options = _merge(host, flags)
+    options = merge(host, flags)
     with Tunnel(
         host,
         remote_port,
         remote_host=flags["remote_host"],
         local_port=local_port,
         timeout=options.get("timeout") or 30.0,
-        **_connect_kwargs(options, None),
+        **connect_kwargs(options, None),
     ) as forward:
         click.echo(f"http://127.0.0.1:{forward.local_port}")
         sys.stdout.flush()
         if not ctx.obj["quiet"]:
-            _console.print(
+            console.print(
                 f"forwarding 127.0.0.1:{forward.local_port} -> {host}:"
                 f"{flags['remote_host']}:{remote_port} (Ctrl-C stops)"
             )
@@ -266,13 +175,13 @@ Examples:
 @click.option("--stop-on-exit", is_flag=True, help="Stop the server when this command ends.")
 @click.option("--open/--no-open", "open_", default=None, help="Open a browser (default: if any).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
-@_connection_options
+@connection_options
 @click.pass_context
 def attach(ctx: click.Context, /, host: str, **flags: Any) -> None:
     """Tunnel to a Jupyter server already running on HOST; leave it running on exit."""
-    options = _merge(host, {"open": flags.pop("open_"), **flags})
+    options = merge(host, {"open": flags.pop("open_"), **flags})
     quiet = ctx.obj["quiet"] or options.get("as_json")
-    with Progress(_console, quiet=bool(quiet)) as progress:
+    with Progress(console, quiet=bool(quiet)) as progress:
         notebook = RemoteNotebook.attach(
             host,
             port=flags["port"],
@@ -281,7 +190,7 @@ def attach(ctx: click.Context, /, host: str, **flags: Any) -> None:
             stop_on_close=flags["stop_on_exit"],
             timeout=options.get("timeout") or 60.0,
             progress=progress.step,
-            **_connect_kwargs(options, progress),
+            **connect_kwargs(options, progress),
         )
         notebook.start()
     _serve(ctx, notebook, options)
@@ -292,12 +201,12 @@ def attach(ctx: click.Context, /, host: str, **flags: Any) -> None:
 )
 @click.argument("host")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_connection_options
+@connection_options
 def list_command(host: str, as_json: bool, **flags: Any) -> None:
     """List your Jupyter servers on HOST (stale runtime files are shown, never deleted)."""
-    options = _merge(host, flags)
+    options = merge(host, flags)
     records = list_servers(
-        host, timeout=options.get("timeout") or 30.0, **_connect_kwargs(options, None)
+        host, timeout=options.get("timeout") or 30.0, **connect_kwargs(options, None)
     )
     if as_json:
         click.echo(json.dumps([_record_json(record) for record in records], indent=2))
@@ -345,7 +254,7 @@ Examples:
 @click.option("--port", type=int, help="Stop the server on this port.")
 @click.option("--pid", type=int, help="Stop the server with this PID.")
 @click.option("--all-mine", is_flag=True, help="Stop every running server of yours on HOST.")
-@_connection_options
+@connection_options
 @click.pass_context
 def stop(
     ctx: click.Context,
@@ -359,26 +268,21 @@ def stop(
     """Stop exactly the named Jupyter server(s) on HOST, and their kernels."""
     if [port is not None, pid is not None, all_mine].count(True) != 1:
         raise click.UsageError("name what to stop: exactly one of --port, --pid, --all-mine")
-    options = _merge(host, flags)
-    connect = {"timeout": options.get("timeout") or 30.0, **_connect_kwargs(options, None)}
+    options = merge(host, flags)
+    connect = {"timeout": options.get("timeout") or 30.0, **connect_kwargs(options, None)}
     if all_mine:
         targets = [record.pid for record in list_servers(host, **connect) if not record.stale]
     else:
         targets = [pid] if pid is not None else []
     if not all_mine and port is not None:
         record = stop_server(host, port=port, **connect)
-        _said(ctx, f"stopped pid {record.pid} (port {record.port}) on {host}")
+        said(ctx, f"stopped pid {record.pid} (port {record.port}) on {host}")
         return
     for target in targets:
         record = stop_server(host, pid=target, **connect)
-        _said(ctx, f"stopped pid {record.pid} (port {record.port}) on {host}")
+        said(ctx, f"stopped pid {record.pid} (port {record.port}) on {host}")
     if all_mine and not targets:
-        _said(ctx, f"no running Jupyter servers of yours on {host}")
-
-
-def _said(ctx: click.Context, /, text: str) -> None:
-    if not ctx.obj["quiet"]:
-        click.echo(text)
+        said(ctx, f"no running Jupyter servers of yours on {host}")
 
 
 @cli.command(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 from helpers import http, port_is_closed, wait_for
 
@@ -156,7 +157,7 @@ def test_usage_errors_and_version(cli_env: dict[str, str]) -> None:
     result = run(["stop", "somewhere"], cli_env)
     assert result.returncode == 2
     assert "exactly one of --port, --pid, --all-mine" in result.stderr
-    for command in ("start", "tunnel", "attach", "list", "stop", "completion"):
+    for command in ("start", "tunnel", "attach", "list", "stop", "run", "exec", "completion"):
         assert "Examples:" in run([command, "--help"], cli_env).stdout
 
 
@@ -254,6 +255,63 @@ def test_terminal_session_under_tmux(
             check=False,
         ).stdout.strip()
 
-    assert wait_for(lambda: dead_status().startswith("1 "), 30), pane(tmux)
+    # Generous: stopping Jupyter takes seconds, more on a loaded machine.
+    assert wait_for(lambda: dead_status().startswith("1 "), 90), pane(tmux)
     assert dead_status() == "1 130"
+    assert wait_for(lambda: remote.user_processes() == [], 10)
+
+
+def comparable(notebook: Any) -> list[tuple[str, str, list[Any]]]:
+    """What must match between two runs: sources and outputs (not timings or ids)."""
+    return [
+        (cell.cell_type, cell.source, [dict(output) for output in cell.get("outputs", [])])
+        for cell in notebook.cells
+    ]
+
+
+def test_run_gives_the_same_notebook_as_the_api(
+    tmp_path: Path,
+    lab: Lab,
+    remote: LabHost,
+    lab_args: list[str],
+    cli_env: dict[str, str],
+    nb_options: dict[str, Any],
+) -> None:
+    source = Path(__file__).resolve().parent.parent / "examples" / "report.ipynb"
+    by_cli = tmp_path / "cli.ipynb"
+    result = run(
+        [
+            "run",
+            remote.name,
+            str(source),
+            "-o",
+            str(by_cli),
+            "-p",
+            "scale",
+            "3",
+            "--venv",
+            lab.jupyter_venv,
+            *lab_args,
+        ],
+        cli_env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "executed" in result.stdout
+    assert "✓ [1/" in result.stderr, "per-cell progress"
+    with RemoteNotebook(remote.name, **nb_options) as nb:
+        by_api = nb.run_notebook(source, tmp_path / "api.ipynb", parameters={"scale": 3})
+    assert comparable(nbformat.read(by_cli, as_version=4)) == comparable(by_api)
+
+
+def test_exec_streams_output_and_reports_remote_errors(
+    lab: Lab, remote: LabHost, lab_args: list[str], cli_env: dict[str, str]
+) -> None:
+    base = ["exec", remote.name, "--venv", lab.jupyter_venv, *lab_args]
+    ok = run([*base, "-c", "import os\nprint('uid', os.getuid())\n6 * 7"], cli_env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines() == [f"uid {lab.uid}", "42"]
+    failing = run([*base, "-c", "1 / 0"], cli_env)
+    assert failing.returncode == 1
+    assert "ZeroDivisionError" in failing.stderr
+    assert "rjupyter: error: remote ZeroDivisionError: division by zero" in failing.stderr
     assert wait_for(lambda: remote.user_processes() == [], 10)
