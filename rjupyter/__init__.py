@@ -11,6 +11,7 @@ from ._api import RemoteNotebook, ServerHandle
 from ._errors import (
     AuthenticationError,
     HostKeyError,
+    JobError,
     LaunchError,
     LaunchTimeout,
     NotebookClosedError,
@@ -20,12 +21,14 @@ from ._errors import (
 )
 from ._forward import Tunnel
 from ._servers import ServerRecord, list_servers, stop_server
+from ._slurm import Slurm
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
     "HostKeyError",
+    "JobError",
     "LaunchError",
     "LaunchTimeout",
     "NotebookClosedError",
@@ -34,6 +37,7 @@ __all__ = [
     "SSHConnectError",
     "ServerHandle",
     "ServerRecord",
+    "Slurm",
     "Tunnel",
     "TunnelError",
     "__version__",

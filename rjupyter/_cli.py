@@ -28,6 +28,7 @@ from ._errors import RJupyterError
 from ._forward import Tunnel
 from ._profiles import load_profile
 from ._servers import ServerRecord, list_servers, stop_server
+from ._slurm import Slurm
 
 __all__ = ["main"]
 
@@ -114,6 +115,7 @@ Examples:
   rjupyter start gpu-box --app lab --setup 'module load cuda/12'
   rjupyter start me@10.0.0.5:2222 --conda torch --json
   rjupyter start gpu-box            # with [hosts.gpu-box] in ~/.config/rjupyter/config.toml
+  rjupyter start login-node --slurm "--partition=gpu --time=2:00:00 --gres=gpu:1"
 """
 
 
@@ -129,6 +131,11 @@ Examples:
 @click.option("--jupyter", help="The jupyter command or path on the remote host.")
 @click.option("--open/--no-open", "open_", default=None, help="Open a browser (default: if any).")
 @click.option("--keep-running", is_flag=True, default=None, help="Leave the server on exit.")
+@click.option(
+    "--slurm",
+    metavar="SBATCH_OPTIONS",
+    help="Run Jupyter in a Slurm job submitted on HOST (a login node) with these sbatch options.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
 @_connection_options
 @click.pass_context
@@ -138,9 +145,14 @@ def start(ctx: click.Context, /, host: str, **flags: Any) -> None:
     if options.get("venv") and options.get("conda"):
         raise click.UsageError("--venv and --conda exclude each other")
     quiet = ctx.obj["quiet"] or options.get("as_json")
+    try:
+        scheduler = None if options.get("slurm") is None else Slurm.parse(options["slurm"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--slurm") from exc
     with Progress(_console, quiet=bool(quiet)) as progress:
         notebook = RemoteNotebook(
             host,
+            scheduler=scheduler,
             app=options.get("app", "notebook"),
             remote_port=options.get("port"),
             local_port=options.get("local_port"),
@@ -262,6 +274,7 @@ Examples:
 @click.argument("host")
 @click.option("--port", type=int, help="The server's port on HOST.")
 @click.option("--pid", type=int, help="The server's PID on HOST.")
+@click.option("--job", help="The Slurm job running the server (HOST is the login node).")
 @click.option("--local-port", type=int, help="Local port (default: any free one).")
 @click.option("--stop-on-exit", is_flag=True, help="Stop the server when this command ends.")
 @click.option("--open/--no-open", "open_", default=None, help="Open a browser (default: if any).")
@@ -277,6 +290,7 @@ def attach(ctx: click.Context, /, host: str, **flags: Any) -> None:
             host,
             port=flags["port"],
             pid=flags["pid"],
+            job_id=flags["job"],
             local_port=flags["local_port"],
             stop_on_close=flags["stop_on_exit"],
             timeout=options.get("timeout") or 60.0,
