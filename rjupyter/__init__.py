@@ -14,6 +14,7 @@ from ._errors import (
     CellExecutionError,
     ExecutionTimeout,
     HostKeyError,
+    JobError,
     KernelClosedError,
     KernelError,
     LaunchError,
@@ -31,6 +32,7 @@ from ._kernel import Kernel
 from ._messages import ExecutionResult
 from ._runner import CellProgress, execute_notebook, parse_parameter_value
 from ._servers import ServerRecord, list_servers, stop_server
+from ._slurm import Slurm
 
 __version__ = "0.1.0"
 
@@ -41,6 +43,7 @@ __all__ = [
     "ExecutionResult",
     "ExecutionTimeout",
     "HostKeyError",
+    "JobError",
     "Kernel",
     "KernelClosedError",
     "KernelError",
@@ -54,6 +57,7 @@ __all__ = [
     "SSHConnectError",
     "ServerHandle",
     "ServerRecord",
+    "Slurm",
     "TransferError",
     "Tunnel",
     "TunnelError",

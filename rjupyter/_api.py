@@ -13,11 +13,12 @@ import urllib.request
 import webbrowser
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._automation import NotebookAutomation
 from ._discovery import ServerInfo
 from ._errors import (
+    JobError,
     LaunchError,
     LaunchTimeout,
     NotebookClosedError,
@@ -26,12 +27,14 @@ from ._errors import (
     TunnelError,
     add_note,
 )
+from ._jobs import SlurmJob
 from ._keeper import ConnectionCallback, Keeper
 from ._launcher import RemoteServer, run_remote
 from ._lifecycle import ClosingContext
 from ._scripts import APPS, abandon_step, build_script
 from ._servers import find_server, inventory, server_from_record
 from ._signals import hold_sigterm, release_sigterm
+from ._slurm import Slurm, batch_script
 from ._ssh import AuthHandler, ConnectOptions, Deadline, SSHConnection, open_connection
 from ._tunnel import LOOPBACK, Forwarder
 
@@ -63,23 +66,32 @@ class ServerHandle:
     Attributes:
         host: The host as it was named.
         pid: The server's PID there.
-        remote_port: The port it listens on, on the host's loopback.
+        remote_port: The port it listens on, on the host's loopback (the node's, for a job).
+        job_id: The Slurm job holding it, when it runs in one (``host`` is the login node).
     """
 
     host: str
     pid: int
     remote_port: int
     _options: ConnectOptions = field(repr=False, compare=False)
+    job_id: str | None = None
 
     def attach(self, *, stop_on_close: bool = False, timeout: float = 60.0) -> RemoteNotebook:
         """A RemoteNotebook attached to this server, with the same connection options."""
+        where = {"job_id": self.job_id} if self.job_id else {"pid": self.pid}
         notebook = RemoteNotebook.attach(
-            self.host, pid=self.pid, stop_on_close=stop_on_close, timeout=timeout
+            self.host, stop_on_close=stop_on_close, timeout=timeout, **where
         )
         notebook._connect_options = self._options
         return notebook
 
     def __str__(self) -> str:
+        if self.job_id is not None:
+            return (
+                f"Slurm job {self.job_id} on {self.host} keeps running Jupyter; come back with "
+                f"RemoteNotebook.attach({self.host!r}, job_id={self.job_id!r}) or `rjupyter "
+                f"attach {self.host} --job {self.job_id}`; `scancel {self.job_id}` ends it"
+            )
         return (
             f"Jupyter pid {self.pid} on {self.host} (port {self.remote_port}) keeps running; "
             f"come back with RemoteNotebook.attach({self.host!r}, pid={self.pid}) "
@@ -131,7 +143,14 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         on_connection_change: Called with False when the connection drops, True when back.
         progress: Told of each step while starting, as ``progress(step, detail)``: ``"connect"``,
             ``"authenticate"`` (for every hop), ``"launch"`` (or ``"find"`` when attaching),
-            ``"tunnel"``, ``"ready"``. The CLI draws its progress display from these.
+            ``"tunnel"``, ``"ready"``; with a scheduler also ``"queue"`` (``"job 12 PENDING
+            (Resources)"``, at each change) and ``"node"``. The CLI draws its progress display
+            from these.
+        scheduler: :class:`~rjupyter.Slurm` options: run Jupyter in a batch job on a compute
+            node instead of on ``host`` (then the login node), reached by an SSH hop from
+            it. ``timeout`` then counts from the moment the job runs; the wait in the queue
+            is unlimited unless ``Slurm(queue_timeout=...)``. Leaving the block cancels the
+            job (unless ``keep_running``).
 
     Raises:
         ValueError: An argument is malformed (bad ``app``, port or host spec).
@@ -162,6 +181,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         reconnect_timeout: float = 300.0,
         on_connection_change: ConnectionCallback | None = None,
         progress: Callable[[str, str], None] | None = None,
+        scheduler: Slurm | None = None,
     ) -> None:
         if app not in APPS:
             raise ValueError(f"app must be one of {', '.join(APPS)}; got {app!r}")
@@ -210,6 +230,11 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         self._keeper: Keeper | None = None
         self._info: ServerInfo | None = None
         self._handle: ServerHandle | None = None
+        self._scheduler = scheduler
+        self._attach_job: str | None = None
+        self._job: SlurmJob | None = None
+        self._login: SSHConnection | None = None
+        self._node = ""
 
     @classmethod
     def attach(
@@ -218,6 +243,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         *,
         port: int | None = None,
         pid: int | None = None,
+        job_id: str | int | None = None,
         stop_on_close: bool = False,
         local_port: int | None = None,
         ssh_config: str | os.PathLike[str] | None = None,
@@ -243,6 +269,9 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             host: As for :class:`RemoteNotebook`.
             port: The server's port on the host.
             pid: The server's PID on the host.
+            job_id: The Slurm job running the server (started with ``scheduler=`` and
+                ``keep_running=True``); ``host`` is then the login node. A job still queued
+                is waited for.
             stop_on_close: Stop the server (and its kernels) on close.
             local_port: The local port; None lets the OS choose.
             ssh_config: As for :class:`RemoteNotebook`, like the other connection options.
@@ -276,7 +305,12 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             auth_handler=auth_handler,
             progress=progress,
         )
-        notebook._attach_to = (pid, port)
+        if job_id is not None:
+            if not str(job_id).isdigit():
+                raise ValueError(f"job_id must be a Slurm job number; got {job_id!r}")
+            notebook._attach_job = str(job_id)
+        else:
+            notebook._attach_to = (pid, port)
         return notebook
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -321,9 +355,60 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             self._progress(step, detail)
 
     def _start(self, deadline: Deadline) -> None:
+        if self._scheduler is not None or self._attach_job is not None:
+            self._start_job()
+            return
         connection = self._connection = self._connect(deadline)
         self._step("find" if self._attach_to else "launch", f"jupyter {self.app}")
         server = self._server = self._find() if self._attach_to else self._launch(deadline)
+        self._serve(connection, server, deadline)
+
+    def _start_job(self) -> None:
+        """Submit (or find) the job, wait for it, hop to its node; then as for a plain server."""
+        login = self._login = self._connect(Deadline(self.timeout))
+        job = self._job = SlurmJob(
+            login.transport, host=self.host, job_id=self._attach_job, options=self._options()
+        )
+        slurm = self._scheduler or Slurm()
+        if self._attach_job is None:
+            self._step("launch", f"jupyter {self.app} in a Slurm job")
+            job.submit(slurm, batch_script(app=self.app, port=self._pick_port(), **self._env()))
+        else:
+            self._step("find", f"Slurm job {self._attach_job}")
+        info, self._node = job.wait_ready(
+            queue_timeout=slurm.queue_timeout,
+            start_timeout=self.timeout,
+            poll=slurm.poll,
+            progress=self._step,
+        )
+        deadline = Deadline(self.timeout)
+        self._step("node", self._node)
+        connection = self._connection = self._connect_node(deadline)
+        server = self._server = RemoteServer(connection.transport, host=self._node, info=info)
+        self._serve(connection, server, deadline)
+
+    def _connect_node(self, deadline: Deadline) -> SSHConnection:
+        """Reach the job's node through the login node (logging in there again if it dropped)."""
+        login = self._login
+        if login is None or not login.is_active:
+            if login is not None:
+                login.close()
+            login = self._login = self._connect(deadline)
+            assert self._job is not None
+            self._job.rebind(login.transport)
+        return open_connection(self._node, self._connect_options, deadline, via=login)
+
+    def _watch_job(self, connection: SSHConnection) -> None:
+        """The heartbeat of a job's session: raise JobError once the job has ended."""
+        assert self._job is not None
+        try:
+            self._job.check()
+        except JobError as exc:
+            if self._forwarder is not None:
+                self._forwarder.mark_broken(str(exc))
+            raise
+
+    def _serve(self, connection: SSHConnection, server: RemoteServer, deadline: Deadline) -> None:
         info = server.info
         assert info is not None
         self._step("tunnel", f"remote port {info.port}")
@@ -336,14 +421,18 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         self._info = info
         self._wait_ready(info, deadline)
         self._step("ready", f"local port {self._forwarder.local_port}")
-        self._handle = ServerHandle(self.host, info.pid, info.port, self._connect_options)
+        job_id = self._job.job_id if self._job is not None else None
+        self._handle = ServerHandle(self.host, info.pid, info.port, self._connect_options, job_id)
         beat = abandon_step(self.abandon_timeout) / 2 if self.abandon_timeout else 60.0
+        heartbeat = self._beat if info.run_dir and self.abandon_timeout else None
+        if self._job is not None:
+            beat, heartbeat = 2 * (self._scheduler or Slurm()).poll, self._watch_job
         self._keeper = Keeper(
             label=self.host,
             connection=connection,
-            reconnect=self._connect,
+            reconnect=self._connect if self._job is None else self._connect_node,
             adopt=self._adopt,
-            heartbeat=self._beat if info.run_dir and self.abandon_timeout else None,
+            heartbeat=heartbeat,
             heartbeat_period=beat,
             reconnect_timeout=self.reconnect_timeout,
             on_change=self._on_connection_change,
@@ -353,10 +442,28 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
     def _connect(self, deadline: Deadline) -> SSHConnection:
         return open_connection(self.host, self._connect_options, deadline)
 
-    def _launch(self, deadline: Deadline) -> RemoteServer:
-        assert self._connection is not None
+    def _options(self) -> dict[str, str]:
         options = {key: str(value) for key, value in self._environment.items()}
         options.update({f"setup:{n}": line for n, line in enumerate(self._setup, 1)})
+        return options
+
+    def _env(self) -> dict[str, Any]:
+        env = self._environment
+        return {
+            "workdir": env["workdir"],
+            "venv": env["venv"],
+            "conda_env": env["conda_env"],
+            "setup": self._setup,
+            "jupyter": env["jupyter"] or "jupyter",
+        }
+
+    def _pick_port(self) -> int:
+        low, high = REMOTE_PORT_RANGE
+        return self._asked_remote_port or low + secrets.randbelow(high - low)
+
+    def _launch(self, deadline: Deadline) -> RemoteServer:
+        assert self._connection is not None
+        options = self._options()
         server = RemoteServer(self._connection.transport, host=self.host, options=options)
         self._server = server
         info = server.start(self._script(), deadline)
@@ -372,17 +479,10 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         return server_from_record(self._connection, record)
 
     def _script(self) -> str:
-        low, high = REMOTE_PORT_RANGE
-        port = self._asked_remote_port or low + secrets.randbelow(high - low)
-        env = self._environment
         return build_script(
             app=self.app,
-            port=port,
-            workdir=env["workdir"],
-            venv=env["venv"],
-            conda_env=env["conda_env"],
-            setup=self._setup,
-            jupyter=env["jupyter"] or "jupyter",
+            port=self._pick_port(),
+            **self._env(),
             run_id=secrets.token_hex(8),
             abandon=self.abandon_timeout or 0,
             keep=self.keep_running,
@@ -480,9 +580,11 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             try:
                 self._stop_server_if_ours(errors)
             finally:
-                if self._connection is not None:
-                    self._connection.close()
+                for connection in (self._connection, self._login):
+                    if connection is not None:
+                        connection.close()
                 self._forwarder = self._server = self._connection = self._keeper = None
+                self._login = None
                 release_sigterm()
         logger.debug("closed notebook on %s", self.host)
         if errors:
@@ -511,15 +613,41 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
 
     def _stop_server_if_ours(self, errors: list[BaseException]) -> None:
         """Stop the server unless it is to keep running (a failed start always stops it)."""
-        server = self._server
-        failed_launch = self._info is None and self._attach_to is None
-        if server is None or not (self._stop_on_close or failed_launch):
-            return
         try:
-            self._ensure_connection()
-            server.stop()
+            self._stop_remote(self._job, self._server)
         except RJupyterError as exc:
             errors.append(exc)
+
+    def _stop_remote(self, job: SlurmJob | None, server: RemoteServer | None) -> None:
+        """Cancel the job, or stop the server, unless it is meant to keep running."""
+        if job is not None:
+            if self._stop_on_close or (self._info is None and self._attach_job is None):
+                self._ensure_login()
+                job.cancel()
+        elif server is not None and (
+            self._stop_on_close or (self._info is None and self._attach_to is None)
+        ):
+            self._ensure_connection()
+            server.stop()
+
+    def _ensure_login(self) -> None:
+        """Reconnect to the login node once, briefly, if the link is down when cancelling."""
+        login = self._login
+        if login is not None and login.is_active:
+            return
+        try:
+            self._login = self._connect(Deadline(10.0))
+        except SSHConnectError as exc:
+            job_id = self._job.job_id if self._job else None
+            raise RJupyterError(
+                f"cannot cancel Slurm job {job_id} on {self.host}: {exc}. Log in and run "
+                f"`scancel {job_id}`; it ends by itself at its time limit"
+            ) from exc
+        finally:
+            if login is not None:
+                login.close()
+        assert self._job is not None
+        self._job.rebind(self._login.transport)
 
     def _ensure_connection(self) -> None:
         """Reconnect once, briefly, if the link is down when the server must be stopped."""

@@ -35,6 +35,7 @@ from ._cli_ui import Progress, StatusLine, count_kernels
 from ._errors import RJupyterError
 from ._forward import Tunnel
 from ._servers import ServerRecord, list_servers, stop_server
+from ._slurm import Slurm
 
 __all__ = ["main"]
 
@@ -44,6 +45,7 @@ Examples:
   rjupyter start gpu-box --app lab --setup 'module load cuda/12'
   rjupyter start me@10.0.0.5:2222 --conda torch --json
   rjupyter start gpu-box            # with [hosts.gpu-box] in ~/.config/rjupyter/config.toml
+  rjupyter start login-node --slurm "--partition=gpu --time=2:00:00 --gres=gpu:1"
 """
 
 
@@ -55,6 +57,11 @@ Examples:
 @environment_options
 @click.option("--open/--no-open", "open_", default=None, help="Open a browser (default: if any).")
 @click.option("--keep-running", is_flag=True, default=None, help="Leave the server on exit.")
+@click.option(
+    "--slurm",
+    metavar="SBATCH_OPTIONS",
+    help="Run Jupyter in a Slurm job submitted on HOST (a login node) with these sbatch options.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
 @connection_options
 @click.pass_context
@@ -62,8 +69,12 @@ def start(ctx: click.Context, /, host: str, **flags: Any) -> None:
     """Start Jupyter on HOST, tunnel to it, and keep it up until Ctrl-C."""
     options = merge(host, {"dir": flags.pop("dir_"), "open": flags.pop("open_"), **flags})
     quiet = ctx.obj["quiet"] or options.get("as_json")
+    try:
+        scheduler = None if options.get("slurm") is None else Slurm.parse(options["slurm"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--slurm") from exc
     with Progress(console, quiet=bool(quiet)) as progress:
-        notebook = notebook_for(host, options, progress)
+        notebook = notebook_for(host, options, progress, scheduler=scheduler)
         notebook.start()
     _serve(ctx, notebook, options)
 
@@ -171,6 +182,7 @@ Examples:
 @click.argument("host")
 @click.option("--port", type=int, help="The server's port on HOST.")
 @click.option("--pid", type=int, help="The server's PID on HOST.")
+@click.option("--job", help="The Slurm job running the server (HOST is the login node).")
 @click.option("--local-port", type=int, help="Local port (default: any free one).")
 @click.option("--stop-on-exit", is_flag=True, help="Stop the server when this command ends.")
 @click.option("--open/--no-open", "open_", default=None, help="Open a browser (default: if any).")
@@ -186,6 +198,7 @@ def attach(ctx: click.Context, /, host: str, **flags: Any) -> None:
             host,
             port=flags["port"],
             pid=flags["pid"],
+            job_id=flags["job"],
             local_port=flags["local_port"],
             stop_on_close=flags["stop_on_exit"],
             timeout=options.get("timeout") or 60.0,

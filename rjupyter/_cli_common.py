@@ -17,6 +17,7 @@ from . import __version__
 from ._api import RemoteNotebook
 from ._cli_ui import Progress, prompt_answers, prompt_passphrase
 from ._profiles import load_profile
+from ._slurm import Slurm
 
 __all__ = [
     "cli",
@@ -67,13 +68,19 @@ def environment_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def notebook_for(
-    host: str, options: dict[str, Any], progress: Progress, *, app: str | None = None
+    host: str,
+    options: dict[str, Any],
+    progress: Progress,
+    *,
+    app: str | None = None,
+    scheduler: Slurm | None = None,
 ) -> RemoteNotebook:
     """A RemoteNotebook from merged flags and profile (not started)."""
     if options.get("venv") and options.get("conda"):
         raise click.UsageError("--venv and --conda exclude each other")
     return RemoteNotebook(
         host,
+        scheduler=scheduler,
         app=app or options.get("app", "notebook"),
         remote_port=options.get("port"),
         local_port=options.get("local_port"),

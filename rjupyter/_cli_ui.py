@@ -25,6 +25,8 @@ _LABELS = {
     "launch": "starting Jupyter",
     "find": "finding the server",
     "tunnel": "opening the tunnel",
+    "queue": "Slurm:",
+    "node": "reaching the compute node",
     "ready": "tunnel ready",
 }
 

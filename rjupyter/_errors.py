@@ -7,7 +7,8 @@ Every error has one root, so ``except rjupyter.RJupyterError`` catches all of th
     │   ├── AuthenticationError                  every offered method was refused
     │   └── HostKeyError                         unknown or changed host key
     ├── LaunchError                              jupyter missing, bad venv/workdir, exited early
-    │   └── LaunchTimeout (also TimeoutError)    not ready within ``timeout``
+    │   ├── LaunchTimeout (also TimeoutError)    not ready within ``timeout``
+    │   └── JobError                             the Slurm job was refused, failed or ended
     ├── TunnelError                              local bind failed, forwarder died
     ├── NotebookClosedError                      used after ``close()``
     │   └── KernelClosedError                    a kernel used after ``shutdown()``
@@ -39,6 +40,7 @@ __all__ = [
     "CellExecutionError",
     "ExecutionTimeout",
     "HostKeyError",
+    "JobError",
     "KernelClosedError",
     "KernelError",
     "LaunchError",
@@ -282,3 +284,33 @@ class TransferError(RJupyterError):
 
 class PathNotFoundError(TransferError, FileNotFoundError):
     """The source of a transfer does not exist (or a destination's parent is not a directory)."""
+
+
+class JobError(LaunchError):
+    """The Slurm job holding the notebook was refused by ``sbatch``, failed, or ended.
+
+    Raised when starting (bad partition, Jupyter crashed in the job, cancelled while queued) and
+    from the running notebook (cancelled from outside, time limit reached, node failure) within
+    a poll or two of Slurm knowing.
+
+    Attributes:
+        job_id: The job's id (None when ``sbatch`` refused it).
+        state: Slurm's state for it: ``CANCELLED``, ``TIMEOUT``, ``FAILED``, ``NODE_FAIL`` ...
+            ``REJECTED`` when ``sbatch`` refused it, ``GONE`` when Slurm forgot it.
+        reason: Slurm's reason, or sbatch's message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str,
+        job_id: str | None,
+        state: str,
+        reason: str = "",
+        output_tail: str = "",
+    ) -> None:
+        super().__init__(message, host=host, output_tail=output_tail)
+        self.job_id = job_id
+        self.state = state
+        self.reason = reason

@@ -93,6 +93,9 @@ class Keeper:
                 except SSHConnectError as exc:
                     logger.info("heartbeat to %s failed (%s); reconnecting", self._label, exc)
                     self.connection.close()
+                except RJupyterError as exc:  # the server is gone for good (e.g. its job ended)
+                    self._give_up(exc)
+                    return
 
     @staticmethod
     def _is_up(connection: SSHConnection) -> bool:

@@ -21,7 +21,7 @@ from ._errors import LaunchError, LaunchTimeout, RJupyterError, SSHConnectError
 from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, heartbeat_script
 from ._ssh import Deadline
 
-__all__ = ["RemoteServer", "run_remote"]
+__all__ = ["RemoteServer", "failure_reason", "run_remote"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,30 @@ _REASONS = {
     "~/.local/state) on the remote host; check that your home directory is writable",
     "supervisor": "the server's supervisor did not start on the remote host",
 }
+
+
+def failure_reason(parser: StartupParser, options: dict[str, str]) -> tuple[str, int | None]:
+    """Why a launch failed, from what its output said: (a sentence, the exit status)."""
+    status_text = parser.exit_status
+    status: int | None = int(status_text) if status_text and status_text.isdigit() else None
+    code = parser.error_code
+    if code is not None:
+        status = 97
+    if code is not None and code.startswith("setup:"):
+        number = int(code.partition(":")[2])
+        line = options.get(f"setup:{number}", "")
+        reason = f"setup line {number} ({line!r}) failed on the remote host; fix or remove it"
+    elif code in _REASONS:
+        reason = _REASONS[code].format(**options)
+    elif parser.masked_url_seen:
+        reason = (
+            "the server started with a token rjupyter cannot read (set in your Jupyter "
+            "config or JUPYTER_TOKEN) or with no token at all; remove that setting so the "
+            "server generates its own token"
+        )
+    else:
+        reason = f"Jupyter exited before it was ready (exit status {status_text})"
+    return reason, status
 
 
 def run_remote(
@@ -196,25 +220,7 @@ class RemoteServer:
             logger.debug("[%s] %s", self._host, redact(line, secret))
 
     def _early_exit_error(self) -> LaunchError:
-        status_text = self._parser.exit_status
-        status: int | None = int(status_text) if status_text and status_text.isdigit() else None
-        code = self._parser.error_code
-        if code is not None:
-            status = 97
-        if code is not None and code.startswith("setup:"):
-            number = int(code.partition(":")[2])
-            line = self._options.get(f"setup:{number}", "")
-            reason = f"setup line {number} ({line!r}) failed on the remote host; fix or remove it"
-        elif code in _REASONS:
-            reason = _REASONS[code].format(**self._options)
-        elif self._parser.masked_url_seen:
-            reason = (
-                "the server started with a token rjupyter cannot read (set in your Jupyter "
-                "config or JUPYTER_TOKEN) or with no token at all; remove that setting so the "
-                "server generates its own token"
-            )
-        else:
-            reason = f"Jupyter exited before it was ready (exit status {status_text})"
+        reason, status = failure_reason(self._parser, self._options)
         return LaunchError(
             f"cannot start Jupyter on {self._host}: {reason}",
             host=self._host,

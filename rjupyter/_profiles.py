@@ -10,6 +10,10 @@
     dir = "~/proj"
     setup = ["module load cuda/12"]
 
+    [hosts.cluster]         # a login node: run the notebook in a Slurm job
+    venv = "~/proj/.venv"
+    slurm = "--partition=gpu --time=2:00:00 --gres=gpu:1"
+
 Command-line flags win over ``[hosts.NAME]``, which wins over ``[defaults]``. The file lives in
 ``$XDG_CONFIG_HOME/rjupyter/`` (default ``~/.config/rjupyter/``); ``RJUPYTER_CONFIG`` names
 another file.
@@ -46,6 +50,7 @@ PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "ssh_config": str,
     "identity_file": str,
     "jump": str,
+    "slurm": str,
     "timeout": (int, float),
     "abandon_timeout": (int, float),
 }

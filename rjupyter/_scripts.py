@@ -34,13 +34,15 @@ __all__ = [
     "STOP_SCRIPT",
     "abandon_step",
     "build_script",
+    "environment_lines",
     "heartbeat_script",
     "remote_path",
+    "server_command",
 ]
 
 APPS = ("notebook", "lab", "server")
 _TILDE_USER = re.compile(r"~[A-Za-z_][A-Za-z0-9_.-]*$")
-_STATE_DIR = '"${XDG_STATE_HOME:-$HOME/.local/state}/rjupyter"'
+STATE_DIR = '"${XDG_STATE_HOME:-$HOME/.local/state}/rjupyter"'
 
 # Runs detached: $1 run dir, $2 abandon seconds (0: never), $3 watchdog step, then the command.
 _SUPERVISOR = """\
@@ -96,7 +98,7 @@ printf '%s\\n' {STOPPED_MARKER}
 #: Lists the user's servers: rjupyter's run dirs and Jupyter runtime files, with the state and
 #: command line of each PID they name. Extra runtime dirs may be given as arguments.
 INVENTORY_SCRIPT = f"""\
-state={_STATE_DIR}
+state={STATE_DIR}
 pids=
 for run in "$state"/*; do
   [ -d "$run" ] || continue
@@ -185,34 +187,15 @@ def build_script(
     Raises:
         ValueError: ``app`` is not one of :data:`APPS`, or ``run_id`` is not alphanumeric.
     """
-    if app not in APPS:
-        raise ValueError(f"app must be one of {', '.join(APPS)}; got {app!r}")
     if not run_id.isalnum():
         raise ValueError(f"run_id must be alphanumeric; got {run_id!r}")
-    lines = [
-        f"rj_fail() {{ printf '%s %s\\n' {ERROR_MARKER} \"$1\" >&2; exit 97; }}",
-        f"printf '%s %s\\n' {SHELL_MARKER} \"$$\" >&2",
-    ]
-    if workdir is not None:
-        lines.append(f"cd -- {remote_path(workdir)} || rj_fail workdir")
-    if venv is not None:
-        lines += [
-            f"VIRTUAL_ENV={remote_path(venv)}",
-            '[ -f "$VIRTUAL_ENV/bin/activate" ] || rj_fail venv',
-            'PATH="$VIRTUAL_ENV/bin:$PATH"',
-            "export VIRTUAL_ENV PATH",
-            "unset PYTHONHOME",
-        ]
-    if conda_env is not None:
-        lines += _conda_lines(conda_env)
-    for number, line in enumerate(setup, 1):
-        lines += [line, f"[ $? -eq 0 ] || rj_fail setup:{number}"]
-    command = remote_path(jupyter)
-    server = f"{command} {app} --no-browser --ip=127.0.0.1 --port={int(port)} --port-retries=50"
+    lines = environment_lines(
+        workdir=workdir, venv=venv, conda_env=conda_env, setup=setup, jupyter=jupyter
+    )
+    server = server_command(app, jupyter, port)
     abandon_seconds = 0 if keep else int(abandon)
     lines += [
-        f"command -v {command} >/dev/null 2>&1 || rj_fail jupyter",
-        f"rj_run={_STATE_DIR}/{run_id}",
+        f"rj_run={STATE_DIR}/{run_id}",
         '(umask 077 && mkdir -p "$rj_run") || rj_fail rundir',
         ': > "$rj_run/heartbeat"',
         *([': > "$rj_run/keep"'] if keep else []),
@@ -238,6 +221,52 @@ def build_script(
         f'printf \'%s %s\\n\' {EXIT_MARKER} "$(cat "$rj_run/status" 2>/dev/null)" >&2',
     ]
     return "\n".join(lines) + "\n"
+
+
+def server_command(app: str, jupyter: str, port: int) -> str:
+    """The command that starts Jupyter on the loopback at ``port`` (or the next free one).
+
+    Raises:
+        ValueError: ``app`` is not one of :data:`APPS`.
+    """
+    if app not in APPS:
+        raise ValueError(f"app must be one of {', '.join(APPS)}; got {app!r}")
+    command = remote_path(jupyter)
+    return f"{command} {app} --no-browser --ip=127.0.0.1 --port={int(port)} --port-retries=50"
+
+
+def environment_lines(
+    *,
+    workdir: str | None,
+    venv: str | None,
+    conda_env: str | None,
+    setup: Sequence[str],
+    jupyter: str,
+) -> list[str]:
+    """Shell lines that enter the environment and check that ``jupyter`` is there.
+
+    They print the shell's PID, and on failure a reason code (``rj_fail``) and exit 97.
+    """
+    lines = [
+        f"rj_fail() {{ printf '%s %s\\n' {ERROR_MARKER} \"$1\" >&2; exit 97; }}",
+        f"printf '%s %s\\n' {SHELL_MARKER} \"$$\" >&2",
+    ]
+    if workdir is not None:
+        lines.append(f"cd -- {remote_path(workdir)} || rj_fail workdir")
+    if venv is not None:
+        lines += [
+            f"VIRTUAL_ENV={remote_path(venv)}",
+            '[ -f "$VIRTUAL_ENV/bin/activate" ] || rj_fail venv',
+            'PATH="$VIRTUAL_ENV/bin:$PATH"',
+            "export VIRTUAL_ENV PATH",
+            "unset PYTHONHOME",
+        ]
+    if conda_env is not None:
+        lines += _conda_lines(conda_env)
+    for number, line in enumerate(setup, 1):
+        lines += [line, f"[ $? -eq 0 ] || rj_fail setup:{number}"]
+    lines.append(f"command -v {remote_path(jupyter)} >/dev/null 2>&1 || rj_fail jupyter")
+    return lines
 
 
 def _conda_lines(env: str) -> list[str]:

@@ -334,8 +334,14 @@ def _with_policy(host: HostConfig, options: ConnectOptions) -> HostConfig:
     return dataclasses.replace(host, host_key_policy=options.host_key_policy)
 
 
-def open_connection(spec: str, options: ConnectOptions, deadline: Deadline) -> SSHConnection:
+def open_connection(
+    spec: str, options: ConnectOptions, deadline: Deadline, *, via: SSHConnection | None = None
+) -> SSHConnection:
     """Resolve ``spec`` like ``ssh``, connect through its jump hosts and log in once.
+
+    With ``via``, the host is reached through that live connection instead (its jump chain
+    is not used): one more hop without a second login to the hop. Closing the new
+    connection leaves ``via`` open.
 
     Raises:
         ValueError: ``spec`` or an option is malformed.
@@ -346,6 +352,8 @@ def open_connection(spec: str, options: ConnectOptions, deadline: Deadline) -> S
         options,
     )
     chain = split_chain(options.jump) if options.jump is not None else host.proxy_jump
+    if via is not None:
+        chain = ()
     hops = [
         _with_policy(
             resolve_host(hop, ssh_config=options.ssh_config, identity_file=options.identity_file),
@@ -353,17 +361,20 @@ def open_connection(spec: str, options: ConnectOptions, deadline: Deadline) -> S
         )
         for hop in chain
     ]
-    if chain:
+    if chain or via is not None:
         host = dataclasses.replace(host, proxy_command=None)
     transports: list[paramiko.Transport] = []
+    first_via = via.transport if via is not None else None
     try:
         for number, step in enumerate([*hops, host]):
-            via = transports[-1] if transports else None
+            through = transports[-1] if transports else first_via
             # Only the first step may use its ProxyCommand; later ones go through the chain.
             reached = step if number == 0 else dataclasses.replace(step, proxy_command=None)
             credentials = _credentials(reached, options, target=number == len(hops))
             transports.append(
-                connect(reached, credentials, deadline=deadline, via=via, progress=options.progress)
+                connect(
+                    reached, credentials, deadline=deadline, via=through, progress=options.progress
+                )
             )
     except BaseException:
         for transport in reversed(transports):

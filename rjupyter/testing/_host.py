@@ -91,6 +91,17 @@ class LabHost:
         return None if self._link is None else self._link.root_interface
 
     @property
+    def link(self) -> NetnsLink | None:
+        """The host's namespace and link (None without root)."""
+        return self._link
+
+    @property
+    def link_peer_address(self) -> str | None:
+        """The address of the other end of the host's link (the root namespace's, or for a host
+        behind another one, that host's); None without root."""
+        return None if self._link is None else self._link.root_address
+
+    @property
     def sshd_pid(self) -> int:
         """PID of the listening sshd."""
         return self._sshd.pid

@@ -10,6 +10,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -25,11 +26,13 @@ from ._errors import LabError
 from ._host import LabHost
 from ._network import (
     NetnsLink,
+    create_inner_link,
     create_netns_link,
     delete_netns_link,
     link_names,
     remove_unreachable_route,
 )
+from ._slurm import SlurmCluster, slurm_available, start_slurm
 from ._sshd import (
     SshdSettings,
     config_path,
@@ -110,6 +113,7 @@ class Lab:
         self._account: Account | None = None
         self._route_cleanup_pushed = False
         self._jupyter_venv = None if jupyter_venv is None else str(jupyter_venv)
+        self._slurm: SlurmCluster | None = None
 
     def __repr__(self) -> str:
         return f"<Lab {self._lab_id} {self._state.value} workdir={self._workdir}>"
@@ -164,7 +168,7 @@ class Lab:
 
     def _own_entries(self) -> list[Path]:
         entries = [self._client_dir, self.hosts_dir, self.ssh_config, self.known_hosts]
-        entries.append(self.authorized_keys)
+        entries += [self.authorized_keys, self.slurm_dir]
         return entries + ([self._workdir / "home"] if self._isolated else [])
 
     def _open(self) -> None:
@@ -235,13 +239,23 @@ class Lab:
 
     # -- hosts -------------------------------------------------------------------------------
 
-    def add_host(self, name: str) -> LabHost:
+    def add_host(
+        self,
+        name: str,
+        *,
+        behind: str | None = None,
+        environment: Mapping[str, str] | None = None,
+    ) -> LabHost:
         """Start a new remote host and add it to `ssh_config` and `known_hosts`.
 
         Returns once its sshd answers with an SSH banner (usually well under a second).
 
         Args:
             name: The host's alias in `ssh_config` (letters, digits, `.`, `_`, `-`).
+            behind: A host this one is reachable from, and only from (root only): like a compute
+                node behind a login node. `ssh_config` has no ProxyJump for it on purpose; the
+                client must make the hop.
+            environment: Variables sshd sets in every session on the host (`SetEnv`).
 
         Returns:
             The running host.
@@ -255,6 +269,9 @@ class Lab:
             raise LabError(f"{self!r} is not open: add hosts inside `with Lab(workdir) as lab:`")
         if not _HOST_NAME.fullmatch(name) or name in self._hosts:
             raise ValueError(f"host name {name!r} is invalid or already used")
+        parent = None if behind is None else self._hosts.get(behind)
+        if behind is not None and (parent is None or parent.netns is None):
+            raise LabError(f"cannot put {name!r} behind {behind!r}: no such isolated lab host")
         index = self._host_count
         self._host_count += 1
         if self._isolated and not self._route_cleanup_pushed:
@@ -263,7 +280,7 @@ class Lab:
             self._route_cleanup_pushed = True
         undo = UndoStack()
         try:
-            host = self._start_host(name, index, undo)
+            host = self._start_host(name, index, undo, parent, dict(environment or {}))
         except BaseException:
             for failure in undo.close():
                 logger.warning("cleanup after failed add_host(%r): %s", name, failure)
@@ -274,20 +291,38 @@ class Lab:
         logger.info("lab host %s ready at %s:%d", name, host.address, host.port)
         return host
 
-    def _start_host(self, name: str, index: int, undo: UndoStack) -> LabHost:
+    def _start_host(
+        self,
+        name: str,
+        index: int,
+        undo: UndoStack,
+        parent: LabHost | None,
+        environment: dict[str, str],
+    ) -> LabHost:
         account = self._require_account()
         directory = self.hosts_dir / name
         directory.mkdir(mode=0o700)
         host_keys = generate_host_keys(directory)
         link = None
-        if self._isolated:
+        if parent is not None and parent.link is not None:
+            netns, _ = link_names(self._lab_id, index)
+            link = create_inner_link(parent.link, netns, f"rjl{self._lab_id}i{index}")
+        elif self._isolated:
             link = create_netns_link(*link_names(self._lab_id, index))
-            undo.push(f"delete namespace {link.netns}", lambda: delete_netns_link(link))
-        sshd, settings = self._start_sshd(directory, host_keys, link)
+        if link is not None:
+            made = link
+            undo.push(f"delete namespace {made.netns}", lambda: delete_netns_link(made))
+        pairs = tuple(f"{key}={value}" for key, value in environment.items())
+        sshd, settings = self._start_sshd(directory, host_keys, link, pairs, parent is None)
         return LabHost(name=name, account=account, settings=settings, sshd=sshd, link=link)
 
     def _start_sshd(
-        self, directory: Path, host_keys: tuple[Path, ...], link: NetnsLink | None
+        self,
+        directory: Path,
+        host_keys: tuple[Path, ...],
+        link: NetnsLink | None,
+        environment: tuple[str, ...],
+        reachable: bool,
     ) -> tuple[subprocess.Popen[bytes], SshdSettings]:
         attempt = 1
         while True:
@@ -298,6 +333,8 @@ class Lab:
                 user=self._require_account().name,
                 authorized_keys=self.authorized_keys,
                 host_keys=host_keys,
+                environment=environment,
+                reachable=reachable,
             )
             write_sshd_config(settings)
             prefix = [] if link is None else ["ip", "netns", "exec", link.netns]
@@ -309,6 +346,33 @@ class Lab:
                 if not port_taken or attempt == _PORT_ATTEMPTS:
                     raise
                 attempt += 1
+
+    def add_slurm(self, login: str = "login", node: str = "node") -> SlurmCluster:
+        """Start a single-node Slurm: a login host running slurmctld, a node behind it.
+
+        Both are lab hosts (`ssh_config` aliases `login` and `node`); the node is reachable
+        only from the login host, and is named `node` both to Slurm and in its own host name.
+        Every session on them has `SLURM_CONF` set, so `sbatch` & co. work as on a cluster.
+
+        Returns:
+            The cluster (its `run` runs Slurm commands on the login host as `user`).
+
+        Raises:
+            LabError: Not root, Slurm or munge not installed, or a daemon did not start.
+        """
+        if not self._isolated:
+            raise LabError("the lab's Slurm needs root (network namespaces, munge, slurmd)")
+        if self._slurm is not None:
+            raise LabError("this lab already runs Slurm")
+        if reason := slurm_available():
+            raise LabError(f"cannot start Slurm: {reason}")
+        environment = {"SLURM_CONF": str(self.slurm_dir / "slurm.conf")}
+        login_host = self.add_host(login, environment=environment)
+        node_host = self.add_host(node, behind=login, environment=environment)
+        cluster = start_slurm(self.slurm_dir, login=login_host, node=node_host)
+        self._undo.push("stop slurm", cluster.stop)
+        self._slurm = cluster
+        return cluster
 
     # -- public state ------------------------------------------------------------------------
 
@@ -340,6 +404,16 @@ class Lab:
     @property
     def _client_dir(self) -> Path:
         return self._workdir / "client"
+
+    @property
+    def slurm_dir(self) -> Path:
+        """Where the lab's Slurm keeps its config, munge key, state and logs."""
+        return self._workdir / "slurm"
+
+    @property
+    def slurm(self) -> SlurmCluster | None:
+        """The cluster started by `add_slurm`, if any."""
+        return self._slurm
 
     @property
     def ssh_config(self) -> Path:

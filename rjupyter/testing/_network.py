@@ -20,6 +20,7 @@ __all__ = [
     "LAB_RANGE",
     "NETNS_PREFIX",
     "NetnsLink",
+    "create_inner_link",
     "create_netns_link",
     "delete_netns_link",
     "lab_netns_names",
@@ -34,6 +35,9 @@ NETNS_PREFIX = "rjl-"
 NETNS_DIR = Path("/run/netns")
 _LOCK_FILE = Path("/run/rjupyter-lab.lock")
 _INNER_INTERFACE = "eth0"
+#: The link between a host and a host behind it (in their two namespaces only, never the root
+#: one: each pair of namespaces has its own, so one /30 serves them all).
+INNER_SUBNET = ipaddress.IPv4Network("10.253.0.0/30")
 _ROUTE_PROTO = "82"  # marks the route as the labs' own (any number no routing daemon uses)
 
 
@@ -195,6 +199,47 @@ def _configure(link: NetnsLink, prefix: int) -> None:
     ]
     for argv in steps:
         run_command(argv, what=f"set up the network of namespace {link.netns}")
+
+
+def create_inner_link(parent: NetnsLink, netns: str, parent_interface: str) -> NetnsLink:
+    """Create namespace `netns` reachable only from `parent`'s namespace (a host behind it).
+
+    The veth pair joins the two namespaces directly; the root namespace has no address on it
+    and no route to it, so the caller reaches the new host only through the parent host.
+
+    Returns:
+        The link; its `root_interface` and `root_address` are the parent's end of the pair.
+
+    Raises:
+        ValueError: A name is invalid.
+        LabError: An `ip` command failed.
+    """
+    if not netns.startswith(NETNS_PREFIX) or len(parent_interface) > 15:
+        raise ValueError(f"bad namespace or interface name: {netns!r}, {parent_interface!r}")
+    parent_address, address = (str(host) for host in INNER_SUBNET.hosts())
+    link = NetnsLink(netns, parent_interface, parent_address, address)
+    prefix = INNER_SUBNET.prefixlen
+    in_parent, in_ns = ["ip", "-n", parent.netns], ["ip", "-n", netns]
+    run_command(["ip", "netns", "add", netns], what=f"create network namespace {netns}")
+    steps = [
+        [
+            *(*in_parent, "link", "add", parent_interface, "type", "veth"),
+            *("peer", "name", _INNER_INTERFACE, "netns", netns),
+        ],
+        [*in_parent, "addr", "add", f"{parent_address}/{prefix}", "dev", parent_interface],
+        [*in_parent, "link", "set", parent_interface, "up"],
+        [*in_ns, "addr", "add", f"{address}/{prefix}", "dev", _INNER_INTERFACE],
+        [*in_ns, "link", "set", _INNER_INTERFACE, "up"],
+        [*in_ns, "link", "set", "lo", "up"],
+    ]
+    try:
+        for argv in steps:
+            run_command(argv, what=f"set up the network of namespace {netns}")
+    except BaseException:
+        delete_netns_link(link)
+        raise
+    logger.debug("namespace %s behind %s: %s <-> %s", netns, parent.netns, parent_address, address)
+    return link
 
 
 def delete_netns_link(link: NetnsLink) -> None:

@@ -44,6 +44,9 @@ class SshdSettings:
         user: The only user allowed to log in.
         authorized_keys: AuthorizedKeysFile (read by sshd as `user`).
         host_keys: Private host key files.
+        environment: `NAME=value` pairs sshd sets for every session (`SetEnv`).
+        reachable: Whether the caller can connect to `address` (else readiness is read from the
+            log: a host behind another one is reachable from that one only).
     """
 
     directory: Path
@@ -52,6 +55,8 @@ class SshdSettings:
     user: str
     authorized_keys: Path
     host_keys: tuple[Path, ...]
+    environment: tuple[str, ...] = ()
+    reachable: bool = True
 
     @property
     def config_file(self) -> Path:
@@ -172,6 +177,8 @@ def write_sshd_config(settings: SshdSettings) -> None:
         "MaxSessions 100",
         "Subsystem sftp internal-sftp",
     ]
+    if settings.environment:
+        lines.append("SetEnv " + " ".join(settings.environment))
     settings.config_file.write_text("\n".join(lines) + "\n")
 
 
@@ -182,6 +189,15 @@ def _banner_received(address: str, port: int) -> bool:
             return connection.recv(64).startswith(b"SSH-2.0-")
     except OSError:
         return False
+
+
+def _ready(settings: SshdSettings, log_offset: int) -> bool:
+    if settings.reachable:
+        return _banner_received(settings.address, settings.port)
+    with settings.log_file.open("rb") as log:
+        log.seek(log_offset)
+        text = log.read().decode(errors="replace")
+    return f"Server listening on {settings.address} port {settings.port}" in text
 
 
 def start_sshd(settings: SshdSettings, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
@@ -206,11 +222,12 @@ def start_sshd(settings: SshdSettings, prefix: Sequence[str] = ()) -> subprocess
     argv = [*prefix, SSHD, "-D", "-e", "-f", str(settings.config_file)]
     logger.debug("starting %s", argv)
     with settings.log_file.open("ab") as log:
+        log_offset = log.tell()
         process = subprocess.Popen(  # noqa: S603 - an argv list, no shell
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
         )
     deadline = time.monotonic() + READY_TIMEOUT
-    while not _banner_received(settings.address, settings.port):
+    while not _ready(settings, log_offset):
         exit_status = process.poll()
         if exit_status is not None or time.monotonic() >= deadline:
             stop_popen(process)

@@ -1,0 +1,211 @@
+"""Notebooks in Slurm jobs, against a real single-node Slurm in the lab.
+
+The login host runs slurmctld and the clients; the compute node (slurmd, its own sshd) sits in a
+network namespace reachable only from the login host, so a passing test proves the login ->
+compute hop. Figures (submit to ready, cancel and failure latencies) are logged at INFO.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import http, run_in_kernel
+from test_examples import run_example
+
+from rjupyter import JobError, RemoteNotebook, Slurm
+from rjupyter.testing import Lab
+from rjupyter.testing._slurm import SlurmCluster, slurm_available
+
+logger = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab) -> SlurmCluster:
+    if (reason := slurm_available()) is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Slurm tests, but {reason}")
+        pytest.skip(reason)
+    return lab.slurm or lab.add_slurm()
+
+
+@pytest.fixture
+def job_options(lab: Lab, cluster: SlurmCluster) -> Iterator[dict[str, Any]]:
+    yield {"ssh_config": lab.ssh_config, "venv": lab.jupyter_venv, "timeout": 60.0}
+    leftover = cluster.jobs()
+    if leftover:
+        cluster.run(["scancel", "-u", lab.user])
+    assert leftover == [], f"jobs left behind: {leftover}"
+
+
+def raised_within(seconds: float, probe: Any) -> JobError:
+    """Call ``probe`` until it raises JobError; fail after ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            probe()
+        except JobError as error:
+            return error
+        time.sleep(0.1)
+    pytest.fail(f"no JobError within {seconds} s")
+
+
+def test_notebook_runs_in_a_job_on_the_node(
+    cluster: SlurmCluster, job_options: dict[str, Any]
+) -> None:
+    steps: list[tuple[str, str]] = []
+    began = time.monotonic()
+    with RemoteNotebook(
+        "login",
+        scheduler=Slurm(time="10", cpus=1),
+        progress=lambda step, detail: steps.append((step, detail)),
+        **job_options,
+    ) as nb:
+        logger.info("slurm: submit to ready in %.1f s", time.monotonic() - began)
+        job_id = nb.server.job_id
+        assert job_id is not None
+        assert http(nb.url)[0] == 200
+        status, body = http(f"{nb.base_url}api/kernels", token=nb.token, method="POST")
+        assert status == 201
+        printed = run_in_kernel(
+            nb.base_url,
+            nb.token,
+            json.loads(body)["id"],
+            "import os, socket; print(os.environ['SLURM_JOB_ID'], socket.gethostname())",
+        )
+        assert printed.split() == [job_id, cluster.node_name]
+        # Jupyter listens on the node's own loopback; the login host has no such port.
+        assert ("127.0.0.1", nb.remote_port) in cluster.node.listeners()
+        assert ("127.0.0.1", nb.remote_port) not in cluster.login.listeners()
+        assert f"{job_id} RUNNING" in cluster.jobs()
+        leaving = time.monotonic()
+    logger.info("slurm: leaving the block took %.1f s", time.monotonic() - leaving)
+    assert cluster.jobs() == []
+    queue = [detail for step, detail in steps if step == "queue"]
+    assert any(detail.startswith(f"job {job_id} RUNNING on node") for detail in queue), queue
+    assert ("node", cluster.node_name) in steps
+
+
+def test_pending_job_shows_its_queue_state_and_ctrl_c_cancels_it(
+    lab: Lab, cluster: SlurmCluster, job_options: dict[str, Any]
+) -> None:
+    cpus = os.cpu_count() or 1
+    blocker = cluster.run(
+        [
+            *("sbatch", "--parsable", f"--cpus-per-task={cpus}", "--time=5"),
+            *("-o", "/dev/null", "--wrap", "sleep 300"),
+        ]
+    ).stdout.strip()
+    assert blocker.isdigit()
+    seen: list[str] = []
+    interrupted: list[float] = []
+
+    def on_step(step: str, detail: str) -> None:
+        if step == "queue":
+            seen.append(detail)
+            if "PENDING (Resources)" in detail and not interrupted:
+                interrupted.append(time.monotonic())
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+
+    try:
+        with (
+            pytest.raises(KeyboardInterrupt),
+            RemoteNotebook("login", scheduler=Slurm(poll=0.5), progress=on_step, **job_options),
+        ):
+            pytest.fail("the notebook started although the node was busy")
+        logger.info("slurm: Ctrl-C to job ended in %.1f s", time.monotonic() - interrupted[0])
+        assert cluster.jobs() == [f"{blocker} RUNNING"], seen
+        assert any("PENDING (Resources)" in detail for detail in seen), seen
+    finally:
+        cluster.run(["scancel", blocker])
+        end = time.monotonic() + 30
+        while cluster.jobs() and time.monotonic() < end:
+            time.sleep(0.2)
+
+
+def test_job_cancelled_from_outside_raises_job_error(
+    cluster: SlurmCluster, job_options: dict[str, Any]
+) -> None:
+    with (  # noqa: PT012
+        pytest.raises(JobError) as caught,
+        RemoteNotebook("login", scheduler=Slurm(time="10", poll=0.5), **job_options) as nb,
+    ):
+        job_id = nb.server.job_id
+        assert job_id is not None
+        cancelled = time.monotonic()
+        cluster.run(["scancel", job_id], timeout=10)
+        error = raised_within(30, lambda: nb.url)
+        logger.info("slurm: scancel to JobError in %.1f s", time.monotonic() - cancelled)
+        raise error
+    assert caught.value.state == "CANCELLED"
+    assert caught.value.job_id == job_id
+    assert cluster.jobs() == []
+
+
+def test_refused_job_and_jupyter_crash_in_the_job(
+    cluster: SlurmCluster, job_options: dict[str, Any]
+) -> None:
+    with pytest.raises(JobError, match="refused") as refused:
+        RemoteNotebook("login", scheduler=Slurm(partition="nonesuch"), **job_options).start()
+    assert refused.value.state == "REJECTED"
+    assert refused.value.job_id is None
+    assert "partition" in refused.value.reason
+    with pytest.raises(JobError, match="cannot start Jupyter") as crashed:
+        RemoteNotebook(
+            "login", scheduler=Slurm(time="5", poll=0.5), setup=["false"], **job_options
+        ).start()
+    assert crashed.value.job_id is not None
+    assert "setup line 1" in str(crashed.value)
+
+
+def test_keep_running_then_attach_by_job_id_until_the_time_limit(
+    cluster: SlurmCluster, job_options: dict[str, Any]
+) -> None:
+    with RemoteNotebook(
+        "login", scheduler=Slurm(time="1", poll=0.5), keep_running=True, **job_options
+    ) as nb:
+        started = time.monotonic()
+        job_id = nb.server.job_id
+        assert job_id is not None
+    handle = nb.close()
+    assert handle is not None
+    assert f"job_id={job_id!r}" in str(handle)
+    assert f"{job_id} RUNNING" in cluster.jobs()
+    with (  # noqa: PT012
+        pytest.raises(JobError) as caught,
+        RemoteNotebook.attach("login", job_id=job_id, ssh_config=job_options["ssh_config"]) as (
+            again
+        ),
+    ):
+        assert again.server.job_id == job_id
+        assert http(again.url)[0] == 200
+        error = raised_within(150, lambda: again.url)
+        elapsed = time.monotonic() - started
+        logger.info("slurm: 1-minute job raised %s after %.0f s", error.state, elapsed)
+        raise error
+    assert caught.value.state == "TIMEOUT"
+    assert "time limit" in str(caught.value)
+    assert cluster.jobs() == []
+
+
+def test_slurm_example(lab: Lab, cluster: SlurmCluster) -> None:
+    result = run_example(
+        "slurm.py",
+        "login",
+        "--slurm",
+        "--time=5 --job-name=example",
+        "--venv",
+        lab.jupyter_venv,
+        "-F",
+        str(lab.ssh_config),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "queue: job" in result.stdout
+    assert "answers: 0 kernels" in result.stdout
+    assert cluster.jobs() == []
