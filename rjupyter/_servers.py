@@ -28,6 +28,8 @@ _APPS = ("lab", "notebook", "server")
 def app_of(command: str) -> str | None:
     """Which front end a Jupyter command line runs: ``.../jupyter-lab ...`` or ``jupyter lab``."""
     words = [os.path.basename(word) for word in command.split()]
+    if not words:
+        return None  # no command line: a process that just ended (or a kernel thread)
     for word, following in zip(words, [*words[1:], ""], strict=True):
         if word.startswith("jupyter-") and word[8:] in _APPS:
             return word[8:]
