@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from helpers import run_example
+from pathlib import Path
 
 import nbformat
-from helpers import wait_for
+from helpers import EXAMPLES, run_example, wait_for
 
 from rjupyter.testing import Lab, LabHost
 
