@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -17,6 +18,7 @@ import paramiko
 from paramiko.pkey import PublicBlob
 
 from ._errors import AuthenticationError
+from ._hostcert import parse_host_certificate
 from ._knownhosts import fingerprint
 
 __all__ = ["AuthHandler", "Credentials", "authenticate"]
@@ -128,27 +130,39 @@ def _failure(attempts: _Attempts) -> AuthenticationError:
 # -- publickey ------------------------------------------------------------------------------
 
 
-def _agent_keys(credentials: Credentials) -> list[paramiko.AgentKey]:
+@contextmanager
+def _agent_keys(credentials: Credentials) -> Iterator[list[paramiko.AgentKey]]:
+    """The agent's keys, while the connection to the agent (which signs for them) stays open."""
     if credentials.agent_socket is None:
-        return []
+        yield []
+        return
     previous = os.environ.get("SSH_AUTH_SOCK")
     os.environ["SSH_AUTH_SOCK"] = credentials.agent_socket  # paramiko reads only this
     try:
-        return list(paramiko.Agent().get_keys())
+        agent = paramiko.Agent()
     except (paramiko.SSHException, OSError) as exc:
         logger.debug("ssh-agent at %s unavailable: %s", credentials.agent_socket, exc)
-        return []
+        agent = None
     finally:
         if previous is None:
             del os.environ["SSH_AUTH_SOCK"]
         else:
             os.environ["SSH_AUTH_SOCK"] = previous
+    if agent is None:
+        yield []
+        return
+    try:
+        yield list(agent.get_keys())
+    finally:
+        agent.close()
 
 
 def _load_file_key(path: str, credentials: Credentials, notes: list[str]) -> paramiko.PKey | None:
     try:
         return paramiko.PKey.from_path(path)
-    except paramiko.PasswordRequiredException:
+    except (paramiko.PasswordRequiredException, TypeError):
+        # paramiko 3+ lets cryptography's TypeError ("Key is password-protected, but password
+        # was not provided") through for encrypted OpenSSH-format keys.
         pass
     except (OSError, ValueError, paramiko.SSHException) as exc:
         notes.append(f"unreadable key {path} ({type(exc).__name__})")
@@ -158,8 +172,10 @@ def _load_file_key(path: str, credentials: Credentials, notes: list[str]) -> par
         notes.append(f"encrypted key {path} (no passphrase given)")
         return None
     try:
-        return paramiko.PKey.from_path(path, secret(path) if callable(secret) else secret)
-    except (OSError, ValueError, paramiko.SSHException):
+        text = secret(path) if callable(secret) else secret
+        # paramiko hands the password to cryptography, which takes bytes only.
+        return paramiko.PKey.from_path(path, text.encode())  # type: ignore[arg-type]
+    except (OSError, ValueError, TypeError, paramiko.SSHException):
         notes.append(f"encrypted key {path} (wrong passphrase)")
         return None
 
@@ -170,15 +186,16 @@ def _publickey(attempts: _Attempts) -> bool:
     offered: set[bytes] = set()
     files = [path for path in credentials.identity_files if os.path.isfile(path)]
     wanted_public = {_public_blob(path) for path in files} - {None}
-    for agent_key in _agent_keys(credentials):
-        if credentials.identities_only and agent_key.asbytes() not in wanted_public:
-            continue
-        offered.add(agent_key.asbytes())
-        label = f"publickey agent {agent_key.get_name()} {fingerprint(agent_key.asbytes())}"
-        if attempts.attempt(label, partial(_auth_key, attempts, agent_key)):
-            return True
-        if "publickey" not in attempts.allowed:
-            return False
+    with _agent_keys(credentials) as agent_keys:
+        for agent_key in agent_keys:
+            if credentials.identities_only and agent_key.asbytes() not in wanted_public:
+                continue
+            offered.add(agent_key.asbytes())
+            label = f"publickey agent {agent_key.get_name()} {fingerprint(agent_key.asbytes())}"
+            if attempts.attempt(label, partial(_auth_key, attempts, agent_key)):
+                return True
+            if "publickey" not in attempts.allowed:
+                return False
     for path in files:
         if _public_blob(path) in offered:
             continue
@@ -199,28 +216,29 @@ def _certified(key: paramiko.PKey, credentials: Credentials) -> list[paramiko.PK
     """``key`` with each certificate for it (``path-cert.pub``, CertificateFile), then bare."""
     found: list[paramiko.PKey] = []
     seen: set[bytes] = set()
+    plain = _copy(key)
+    plain.public_blob = None
+    plain_blob = plain.asbytes()
     if key.public_blob is not None:
         found.append(key)
         seen.add(key.public_blob.key_blob)
     for cert_path in credentials.certificate_files:
         if not os.path.isfile(cert_path):
             continue
-        try:
-            blob = PublicBlob.from_file(cert_path)
-        except (OSError, ValueError):
-            continue
-        if blob.key_blob in seen:
-            continue
         candidate = _copy(key)
         try:
-            candidate.load_certificate(blob)  # type: ignore[arg-type]  # it takes a PublicBlob too
-        except ValueError:
+            candidate.load_certificate(cert_path)
+            certificate = parse_host_certificate(candidate)  # parses user certificates too
+        except (OSError, ValueError, KeyError, paramiko.SSHException):
+            continue
+        blob = candidate.public_blob
+        if certificate is None or blob is None or blob.key_blob in seen:
+            continue
+        if certificate.key_blob != plain_blob:
             continue  # certifies another key
         found.append(candidate)
         seen.add(blob.key_blob)
-    bare = _copy(key)
-    bare.public_blob = None
-    return [*found, bare]
+    return [*found, plain]
 
 
 def _copy(key: paramiko.PKey) -> paramiko.PKey:

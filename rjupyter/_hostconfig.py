@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ._discovery import parse_host_spec
@@ -12,7 +12,13 @@ from ._errors import SSHConnectError
 from ._sshconfig import ConfigError, ResolvedConfig, resolve_config, split_jump
 from ._sshtokens import TokenContext, expand_tokens, expand_user_path
 
-__all__ = ["DEFAULT_ALIVE_COUNT", "DEFAULT_ALIVE_INTERVAL", "HostConfig", "resolve_host"]
+__all__ = [
+    "DEFAULT_ALIVE_COUNT",
+    "DEFAULT_ALIVE_INTERVAL",
+    "HostConfig",
+    "resolve_chain",
+    "resolve_host",
+]
 
 #: rjupyter probes every 15 s when ServerAliveInterval is unset (OpenSSH then never probes).
 DEFAULT_ALIVE_INTERVAL = 15.0
@@ -75,6 +81,33 @@ def split_chain(jump: str | Sequence[str]) -> tuple[str, ...]:
     hops = jump.split(",") if isinstance(jump, str) else list(jump)
     hops = [hop.strip() for hop in hops if hop.strip()]
     return () if hops in ([], ["none"]) else tuple(hops)
+
+
+_MAX_HOPS = 16
+
+
+def resolve_chain(chain: Sequence[str], resolve: Callable[[str], HostConfig]) -> list[HostConfig]:
+    """Resolve jump hosts as ``ssh`` does: the first hop's own ``ProxyJump`` comes before it.
+
+    ``ssh -J a,b target`` reaches ``b`` with ``-J a`` (which overrides ``b``'s ProxyJump) and
+    ``a`` with ``a``'s own configuration, ProxyJump included; so only the first hop recurses.
+
+    Raises:
+        SSHConnectError: The chain grows past 16 hops (a ProxyJump loop), or ``resolve`` fails.
+    """
+    hops: list[HostConfig] = []
+    pending = list(chain)
+    while pending:
+        resolved = [resolve(hop) for hop in pending]
+        hops = resolved + hops
+        if len(hops) > _MAX_HOPS:
+            raise SSHConnectError(
+                f"more than {_MAX_HOPS} jump hosts via {pending[0]!r}: is ProxyJump a loop? "
+                "Check the ProxyJump lines of your SSH config",
+                host=pending[0],
+            )
+        pending = list(resolved[0].proxy_jump)
+    return hops
 
 
 def resolve_host(

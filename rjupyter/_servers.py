@@ -28,7 +28,9 @@ _APPS = ("lab", "notebook", "server")
 def app_of(command: str) -> str | None:
     """Which front end a Jupyter command line runs: ``.../jupyter-lab ...`` or ``jupyter lab``."""
     words = [os.path.basename(word) for word in command.split()]
-    for word, following in zip(words, [*words[1:], ""], strict=False):
+    if not words:
+        return None  # no command line: a process that just ended (or a kernel thread)
+    for word, following in zip(words, [*words[1:], ""], strict=True):
         if word.startswith("jupyter-") and word[8:] in _APPS:
             return word[8:]
         if word == "jupyter" and following in _APPS:

@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ import paramiko
 from ._auth import AuthHandler, Credentials, authenticate
 from ._discovery import parse_host_spec
 from ._errors import RJupyterError, SSHConnectError
-from ._hostconfig import HostConfig, resolve_host, split_chain
+from ._hostconfig import HostConfig, resolve_chain, resolve_host, split_chain
 from ._knownhosts import HostIdentity, check_host_key, known_key_types, load_known_hosts
 from ._liveness import Keepalive
 from ._sshtokens import TokenContext, expand_tokens
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_PROXY_EXIT_TIMEOUT = 5.0
 
 
 class Deadline:
@@ -136,6 +139,23 @@ def _connect_errors(host: HostConfig, timeout: float) -> Iterator[None]:
         ) from exc
 
 
+class _ProxyCommand(paramiko.ProxyCommand):
+    """paramiko's ProxyCommand, whose close() also reaps the process and closes its pipes."""
+
+    def close(self) -> None:
+        process = self.process
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(_PROXY_EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def _open_stream(
     host: HostConfig, via: paramiko.Transport | None, timeout: float
 ) -> socket.socket | paramiko.Channel | paramiko.ProxyCommand:
@@ -156,7 +176,7 @@ def _open_stream(
         shell = os.environ.get("SHELL") or "/bin/sh"
         logger.debug("ProxyCommand for %s: %s", host.name, command)
         # paramiko splits its argument with shlex; ssh runs ProxyCommand through the shell.
-        return paramiko.ProxyCommand(shlex.join([shell, "-c", f"exec {command}"]))
+        return _ProxyCommand(shlex.join([shell, "-c", f"exec {command}"]))
     logger.debug("connecting to %s:%s", host.hostname, host.port)
     sock = socket.create_connection((host.hostname, host.port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -354,13 +374,13 @@ def open_connection(
     chain = split_chain(options.jump) if options.jump is not None else host.proxy_jump
     if via is not None:
         chain = ()
-    hops = [
-        _with_policy(
+    hops = resolve_chain(
+        chain,
+        lambda hop: _with_policy(
             resolve_host(hop, ssh_config=options.ssh_config, identity_file=options.identity_file),
             options,
-        )
-        for hop in chain
-    ]
+        ),
+    )
     if chain or via is not None:
         host = dataclasses.replace(host, proxy_command=None)
     transports: list[paramiko.Transport] = []

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -127,3 +128,49 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+def host_block(lab: Any, host: Any, alias: str = "target", **overrides: str) -> str:
+    """An ssh_config ``Host`` block reaching a lab host as the lab user with the lab's key.
+
+    ``overrides`` replace or add keywords (``IdentityFile="none"`` and the like); a value of
+    ``""`` drops the keyword.
+    """
+    settings = {
+        "HostName": host.address,
+        "Port": str(host.port),
+        "User": lab.user,
+        "IdentityFile": str(lab.identity_file),
+        "IdentitiesOnly": "yes",
+        "UserKnownHostsFile": str(lab.known_hosts),
+        "GlobalKnownHostsFile": "/dev/null",
+        "StrictHostKeyChecking": "yes",
+    }
+    settings.update(overrides)
+    body = "".join(f"  {key} {value}\n" for key, value in settings.items() if value)
+    return f"Host {alias}\n{body}"
+
+
+def keygen(path: Path, key_type: str = "ed25519", *options: str) -> Path:
+    """Write a key pair with ssh-keygen (no passphrase unless ``-N`` is among ``options``)."""
+    passphrase = [] if "-N" in options else ["-N", ""]
+    argv = ["ssh-keygen", "-q", "-t", key_type, *passphrase, *options, "-f", str(path)]
+    subprocess.run(argv, check=True, capture_output=True)
+    return path
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<name>`` as a user would (no ssh-agent), and return what it printed."""
+    env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )

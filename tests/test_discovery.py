@@ -139,6 +139,7 @@ def test_base_url_from_printed_path(path: str, base: str) -> None:
         ("/usr/bin/python3 /home/u/.venv/bin/jupyter-lab --port=8888", "lab"),
         ("python -m jupyter notebook --no-browser", "notebook"),
         ("/usr/bin/python3 -m ipykernel_launcher -f x.json", None),
+        ("", None),  # a process that ended between listing and reading its command line
     ],
 )
 def test_app_of_a_command_line(command: str, app: str | None) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from rjupyter import testing
 from rjupyter.testing import Lab, LabError, LabHost, cleanup_stale_labs
-from rjupyter.testing import _lab as lab_module
+from rjupyter.testing import _build as build_module
 from rjupyter.testing._host import parse_listeners
 from rjupyter.testing._procs import is_gone, list_processes, stop_pids, wait_until
 from rjupyter.testing._sshd import known_hosts_lines
@@ -240,7 +240,7 @@ def test_a_failed_add_host_removes_what_it_made(
         raise LabError("sshd refused to start (injected)")
 
     with monkeypatch.context() as patch:
-        patch.setattr(lab_module, "start_sshd", broken_sshd)
+        patch.setattr(build_module, "start_sshd", broken_sshd)
         with pytest.raises(LabError, match="injected"):
             own_lab.add_host("broken")
     assert not [name for name in _netns_names() if name.startswith(f"rjl-{own_lab.lab_id}-")]

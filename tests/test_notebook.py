@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from helpers import (
+    host_block,
     http,
     local_listeners,
     non_daemon_threads,
@@ -188,19 +189,8 @@ def test_busy_local_port_is_a_tunnel_error(remote: LabHost, nb_options: dict[str
 
 
 def write_config(tmp_path: Path, lab: Lab, remote: LabHost, **overrides: str) -> Path:
-    settings = {
-        "HostName": remote.address,
-        "Port": str(remote.port),
-        "User": lab.user,
-        "IdentityFile": str(lab.identity_file),
-        "IdentitiesOnly": "yes",
-        "UserKnownHostsFile": str(lab.known_hosts),
-        "StrictHostKeyChecking": "yes",
-    }
-    settings.update(overrides)
     config = tmp_path / "ssh_config"
-    body = "".join(f"  {key} {value}\n" for key, value in settings.items())
-    config.write_text(f"Host target\n{body}")
+    config.write_text(host_block(lab, remote, GlobalKnownHostsFile="", **overrides))
     return config
 
 

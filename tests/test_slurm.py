@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import http, run_in_kernel
-from test_examples import run_example
+from helpers import http, run_example, run_in_kernel
 
 from rjupyter import JobError, RemoteNotebook, Slurm
 from rjupyter.testing import Lab

@@ -9,6 +9,7 @@ import pwd
 import re
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 from ._errors import LabError
@@ -24,6 +25,7 @@ __all__ = [
     "owner_is_alive",
     "owner_tag",
     "restore_modes",
+    "set_password",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,6 +103,27 @@ def create_account(name: str, home: Path) -> Account:
         raise
     logger.debug("created user %s (uid %d) with home %s", name, entry.pw_uid, home)
     return Account(name, entry.pw_uid, entry.pw_gid, home, dedicated=True)
+
+
+def set_password(account: Account, password: str) -> None:
+    """Give a dedicated account a real password (for password and PAM logins).
+
+    Raises:
+        LabError: The account is not the lab's own, or chpasswd failed.
+    """
+    if not account.dedicated:
+        raise LabError(f"will not change the password of {account.name}: not a lab account")
+    try:
+        subprocess.run(  # the password goes through stdin only, never an argv
+            ["/usr/sbin/chpasswd"],
+            input=f"{account.name}:{password}\n",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LabError(f"could not set a password for {account.name}: chpasswd failed") from exc
 
 
 def owner_tag() -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ._account import Account
 from ._errors import LabError
+from ._hostopts import PAM_DIR, remove_pam_service, totp_code
 from ._network import NetnsLink, delete_netns_link
 from ._procs import descendants, list_processes, netns_pids, stop_pids, stop_popen
 from ._sshd import SshdSettings, start_sshd
@@ -49,12 +50,14 @@ class LabHost:
         settings: SshdSettings,
         sshd: subprocess.Popen[bytes],
         link: NetnsLink | None,
+        totp_secret: str | None = None,
     ) -> None:
         self._name = name
         self._account = account
         self._settings = settings
         self._sshd = sshd
         self._link = link
+        self._totp_secret = totp_secret
 
     def __repr__(self) -> str:
         return (
@@ -86,9 +89,38 @@ class LabHost:
     def link_interface(self) -> str | None:
         """The root namespace's end of the host's veth pair (None without root).
 
-        `ip link set IFACE down` cuts the host off silently, as a dead network would.
+        `ip link set IFACE down` cuts the host off silently, as a dead network would. None also
+        for a host reachable only from another host (`reachable_from`).
         """
-        return None if self._link is None else self._link.root_interface
+        if self._link is None or self._link.outer_netns is not None:
+            return None
+        return self._link.root_interface
+
+    @property
+    def auth_methods(self) -> str:
+        """sshd's `AuthenticationMethods` on this host, e.g. `"publickey"`."""
+        return self._settings.auth_methods
+
+    @property
+    def pam_service_file(self) -> Path | None:
+        """The PAM service sshd uses (`/etc/pam.d/rjl-...`), or None with `UsePAM no`."""
+        service = self._settings.pam_service
+        return None if service is None else PAM_DIR / service
+
+    @property
+    def host_certificate(self) -> Path | None:
+        """The certificate sshd presents with its ed25519 key, if it has one."""
+        return self._settings.host_certificate
+
+    def totp_code(self, at: float | None = None) -> str:
+        """The TOTP code PAM asks for after the password (hosts with keyboard-interactive).
+
+        Raises:
+            LabError: The host asks for no code.
+        """
+        if self._totp_secret is None:
+            raise LabError(f"host {self._name} asks for no one-time code")
+        return totp_code(self._totp_secret, at)
 
     @property
     def link(self) -> NetnsLink | None:
@@ -240,6 +272,8 @@ class LabHost:
         sessions = descendants(self.sshd_pid, list_processes()) if running else []
         stop_popen(self._sshd)
         stop_pids(sessions)
+        if self.pam_service_file is not None:
+            remove_pam_service(self.pam_service_file)
         if self._link is None:
             return
         for _ in range(5):

@@ -8,8 +8,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -21,28 +19,15 @@ from ._account import (
     delete_account,
     grant_traversal,
     restore_modes,
+    set_password,
 )
+from ._build import HostPlan, build_host, client_files
 from ._errors import LabError
 from ._host import LabHost
-from ._network import (
-    NetnsLink,
-    create_inner_link,
-    create_netns_link,
-    delete_netns_link,
-    link_names,
-    remove_unreachable_route,
-)
+from ._hostopts import HostOptions
+from ._network import remove_unreachable_route
 from ._slurm import SlurmCluster, slurm_available, start_slurm
-from ._sshd import (
-    SshdSettings,
-    config_path,
-    generate_host_keys,
-    generate_key,
-    known_hosts_lines,
-    start_sshd,
-    wait_for_keygens,
-    write_sshd_config,
-)
+from ._sshd import config_path, generate_key, wait_for_keygens
 from ._undo import UndoStack
 from ._venv import ensure_jupyter_venv, require_searchable
 
@@ -51,20 +36,12 @@ __all__ = ["Lab"]
 logger = logging.getLogger(__name__)
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_PORT_ATTEMPTS = 5
 
 
 class _State(enum.Enum):
     NEW = "new"
     OPEN = "open"
     CLOSED = "closed"
-
-
-def _unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _remove_path(path: Path) -> None:
@@ -114,6 +91,8 @@ class Lab:
         self._route_cleanup_pushed = False
         self._jupyter_venv = None if jupyter_venv is None else str(jupyter_venv)
         self._slurm: SlurmCluster | None = None
+        self._password: str | None = None
+        self._jumps: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<Lab {self._lab_id} {self._state.value} workdir={self._workdir}>"
@@ -215,27 +194,15 @@ class Lab:
         return self._account
 
     def _write_client_files(self) -> None:
-        account = self._require_account()
-        known_hosts = []
-        ssh_config = [f"# rjupyter test lab {self._lab_id}"]
-        for host in self._hosts.values():
-            known_hosts += known_hosts_lines(
-                [host.address, host.name], host.port, host.host_key_files
-            )
-            ssh_config += [
-                "",
-                f"Host {host.name}",
-                f"    HostName {host.address}",
-                f"    Port {host.port}",
-                f"    User {account.name}",
-                f"    IdentityFile {config_path(self.identity_file)}",
-                "    IdentitiesOnly yes",
-                f"    UserKnownHostsFile {config_path(self.known_hosts)}",
-                "    GlobalKnownHostsFile /dev/null",
-                "    StrictHostKeyChecking yes",
-            ]
-        self.known_hosts.write_text("".join(line + "\n" for line in known_hosts))
-        self.ssh_config.write_text("\n".join(ssh_config) + "\n")
+        lines = client_files(
+            list(self._hosts.values()),
+            self._jumps,
+            user=self._require_account().name,
+            identity_file=self.identity_file,
+            known_hosts=self.known_hosts,
+        )
+        self.known_hosts.write_text("".join(line + "\n" for line in lines.known_hosts))
+        self.ssh_config.write_text(f"# rjupyter test lab {self._lab_id}\n" + lines.ssh_config)
 
     # -- hosts -------------------------------------------------------------------------------
 
@@ -243,6 +210,10 @@ class Lab:
         self,
         name: str,
         *,
+        auth_methods: str = "publickey",
+        trusted_user_ca: Path | str | None = None,
+        host_certificate: bool = False,
+        reachable_from: str | None = None,
         behind: str | None = None,
         environment: Mapping[str, str] | None = None,
     ) -> LabHost:
@@ -252,27 +223,55 @@ class Lab:
 
         Args:
             name: The host's alias in `ssh_config` (letters, digits, `.`, `_`, `-`).
-            behind: A host this one is reachable from, and only from (root only): like a compute
-                node behind a login node. `ssh_config` has no ProxyJump for it on purpose; the
-                client must make the hop.
+            auth_methods: sshd's `AuthenticationMethods`: `"publickey"`, `"password"` (the
+                lab user's `password`), `"keyboard-interactive"` (PAM asks for the password,
+                then a TOTP code: `LabHost.totp_code()`), or a chain such as
+                `"publickey,keyboard-interactive"`. All but `"publickey"` need root.
+            trusted_user_ca: A CA public key: sshd accepts user certificates it signed.
+            host_certificate: Present the ed25519 host key with a certificate signed by
+                `host_ca` (for `@cert-authority` lines), naming the address and `name`.
+            reachable_from: Another host: this one is linked to that host's namespace only, so
+                it is reached through it (`ProxyJump` in `ssh_config`). Needs root.
+            behind: Like `reachable_from`, but `ssh_config` has no ProxyJump for this host: the
+                client must make the hop itself (a compute node behind a login node).
             environment: Variables sshd sets in every session on the host (`SetEnv`).
 
         Returns:
             The running host.
 
         Raises:
-            ValueError: `name` is invalid or taken.
-            LabError: The lab is not open, or a step failed; what this call made is removed
-                again, and an sshd failure carries the tail of sshd's log.
+            ValueError: `name` is invalid or taken, or an option is.
+            LabError: The lab is not open, an option needs root, or a step failed; what this
+                call made is removed again, and an sshd failure carries the tail of sshd's log.
         """
         if self._state is not _State.OPEN:
             raise LabError(f"{self!r} is not open: add hosts inside `with Lab(workdir) as lab:`")
         if not _HOST_NAME.fullmatch(name) or name in self._hosts:
             raise ValueError(f"host name {name!r} is invalid or already used")
-        parent = None if behind is None else self._hosts.get(behind)
-        if behind is not None and (parent is None or parent.netns is None):
-            raise LabError(f"cannot put {name!r} behind {behind!r}: no such isolated lab host")
-        index = self._host_count
+        if reachable_from is not None and behind is not None:
+            raise ValueError("give reachable_from or behind, not both")
+        outer = reachable_from or behind
+        if outer is not None and outer not in self._hosts:
+            raise ValueError(f"{outer!r} names no host of this lab")
+        ca = None if trusted_user_ca is None else Path(trusted_user_ca).absolute()
+        options = HostOptions(auth_methods, ca, host_certificate, outer)
+        if options.needs_root and not self._isolated:
+            raise LabError(f"host options {options} need root (PAM, passwords, namespaces)")
+        if options.auth_methods != "publickey":
+            self._ensure_password()
+        plan = HostPlan(
+            name=name,
+            lab_id=self._lab_id,
+            index=self._host_count,
+            directory=self.hosts_dir / name,
+            account=self._require_account(),
+            authorized_keys=self.authorized_keys,
+            options=options,
+            isolated=self._isolated,
+            outer=None if outer is None else self._hosts[outer],
+            host_ca=self.host_ca if host_certificate else None,
+            environment=tuple(f"{key}={value}" for key, value in (environment or {}).items()),
+        )
         self._host_count += 1
         if self._isolated and not self._route_cleanup_pushed:
             # The route comes with the first namespace; it goes when the last lab's namespaces go.
@@ -280,72 +279,18 @@ class Lab:
             self._route_cleanup_pushed = True
         undo = UndoStack()
         try:
-            host = self._start_host(name, index, undo, parent, dict(environment or {}))
+            host = build_host(plan, undo)
         except BaseException:
             for failure in undo.close():
                 logger.warning("cleanup after failed add_host(%r): %s", name, failure)
             raise
         self._undo.push(f"stop host {name}", host.stop)
         self._hosts[name] = host
+        if reachable_from is not None:
+            self._jumps[name] = reachable_from
         self._write_client_files()
         logger.info("lab host %s ready at %s:%d", name, host.address, host.port)
         return host
-
-    def _start_host(
-        self,
-        name: str,
-        index: int,
-        undo: UndoStack,
-        parent: LabHost | None,
-        environment: dict[str, str],
-    ) -> LabHost:
-        account = self._require_account()
-        directory = self.hosts_dir / name
-        directory.mkdir(mode=0o700)
-        host_keys = generate_host_keys(directory)
-        link = None
-        if parent is not None and parent.link is not None:
-            netns, _ = link_names(self._lab_id, index)
-            link = create_inner_link(parent.link, netns, f"rjl{self._lab_id}i{index}")
-        elif self._isolated:
-            link = create_netns_link(*link_names(self._lab_id, index))
-        if link is not None:
-            made = link
-            undo.push(f"delete namespace {made.netns}", lambda: delete_netns_link(made))
-        pairs = tuple(f"{key}={value}" for key, value in environment.items())
-        sshd, settings = self._start_sshd(directory, host_keys, link, pairs, parent is None)
-        return LabHost(name=name, account=account, settings=settings, sshd=sshd, link=link)
-
-    def _start_sshd(
-        self,
-        directory: Path,
-        host_keys: tuple[Path, ...],
-        link: NetnsLink | None,
-        environment: tuple[str, ...],
-        reachable: bool,
-    ) -> tuple[subprocess.Popen[bytes], SshdSettings]:
-        attempt = 1
-        while True:
-            settings = SshdSettings(
-                directory=directory,
-                address="127.0.0.1" if link is None else link.address,
-                port=_unused_port() if link is None else 22,
-                user=self._require_account().name,
-                authorized_keys=self.authorized_keys,
-                host_keys=host_keys,
-                environment=environment,
-                reachable=reachable,
-            )
-            write_sshd_config(settings)
-            prefix = [] if link is None else ["ip", "netns", "exec", link.netns]
-            try:
-                return start_sshd(settings, prefix), settings
-            except LabError as exc:
-                # Without a namespace the port is probed, then bound by sshd: a race we retry.
-                port_taken = link is None and "Address already in use" in str(exc)
-                if not port_taken or attempt == _PORT_ATTEMPTS:
-                    raise
-                attempt += 1
 
     def add_slurm(self, login: str = "login", node: str = "node") -> SlurmCluster:
         """Start a single-node Slurm: a login host running slurmctld, a node behind it.
@@ -373,6 +318,12 @@ class Lab:
         self._undo.push("stop slurm", cluster.stop)
         self._slurm = cluster
         return cluster
+
+    def _ensure_password(self) -> None:
+        if self._password is None:
+            password = secrets.token_urlsafe(12)
+            set_password(self._require_account(), password)
+            self._password = password
 
     # -- public state ------------------------------------------------------------------------
 
@@ -434,6 +385,29 @@ class Lab:
     def authorized_keys(self) -> Path:
         """The AuthorizedKeysFile of every host; holds the public half of `identity_file`."""
         return self._workdir / "authorized_keys"
+
+    @property
+    def password(self) -> str:
+        """The password of `user` (as root; set when the first host needing one is added).
+
+        Raises:
+            LabError: No host of this lab takes a password.
+        """
+        if self._password is None:
+            raise LabError("no host of this lab takes a password: add one with auth_methods=")
+        return self._password
+
+    @property
+    def host_ca(self) -> Path:
+        """The lab's host CA (private key; `.pub` beside it), made on first use.
+
+        Raises:
+            LabError: ssh-keygen failed.
+        """
+        path = self._client_dir / "host_ca"
+        if not path.exists():
+            wait_for_keygens([generate_key(path, "ed25519", "rjupyter-lab host CA")])
+        return path
 
     @property
     def user(self) -> str:

@@ -43,19 +43,22 @@ _ROUTE_PROTO = "82"  # marks the route as the labs' own (any number no routing d
 
 @dataclasses.dataclass(frozen=True)
 class NetnsLink:
-    """A namespace joined to the root namespace by a veth pair.
+    """A namespace joined by a veth pair to the root namespace (or to another lab namespace).
 
     Attributes:
         netns: Namespace name (`ip netns` name).
-        root_interface: The veth end in the root namespace.
+        root_interface: The veth end outside: in the root namespace, or in `outer_netns`.
         root_address: Address of `root_interface`.
         address: Address of the namespace's end (`eth0` inside it): the host's address.
+        outer_netns: The namespace holding `root_interface`, or None for the root namespace.
+            Nothing routes from the root namespace to such a host: only `outer_netns` reaches it.
     """
 
     netns: str
     root_interface: str
     root_address: str
     address: str
+    outer_netns: str | None = None
 
     @property
     def netns_file(self) -> Path:
@@ -134,6 +137,10 @@ def remove_unreachable_route() -> None:
 
 def _free_subnet() -> ipaddress.IPv4Network:
     output = run_command(["ip", "-o", "-4", "addr", "show"], what="list addresses").stdout
+    for netns in lab_netns_names():  # links between lab namespaces use the range too
+        output += run_command(
+            ["ip", "-n", netns, "-o", "-4", "addr", "show"], what="list addresses", check=False
+        ).stdout
     used = set()
     for line in output.splitlines():
         fields = line.split()
@@ -147,8 +154,11 @@ def _free_subnet() -> ipaddress.IPv4Network:
     raise LabError(f"no free /30 left in {LAB_RANGE}: tear down old labs (ip netns list)")
 
 
-def create_netns_link(netns: str, root_interface: str) -> NetnsLink:
+def create_netns_link(netns: str, root_interface: str, outer_netns: str | None = None) -> NetnsLink:
     """Create namespace `netns` with `lo` up and a veth link to the root namespace.
+
+    With `outer_netns`, the link goes to that namespace instead, and the root namespace has no
+    route to the new one (the lab range is `unreachable` there).
 
     Also makes sure the lab range's `unreachable` route exists (see the module docstring).
 
@@ -173,7 +183,7 @@ def create_netns_link(netns: str, root_interface: str) -> NetnsLink:
         _ensure_unreachable_route()
         subnet = _free_subnet()
         root_address, address = (str(host) for host in subnet.hosts())
-        link = NetnsLink(netns, root_interface, root_address, address)
+        link = NetnsLink(netns, root_interface, root_address, address, outer_netns)
         run_command(["ip", "netns", "add", netns], what=f"create network namespace {netns}")
         try:
             _configure(link, subnet.prefixlen)
@@ -184,15 +194,20 @@ def create_netns_link(netns: str, root_interface: str) -> NetnsLink:
     return link
 
 
+def _outer_ip(link: NetnsLink) -> list[str]:
+    return ["ip"] if link.outer_netns is None else ["ip", "-n", link.outer_netns]
+
+
 def _configure(link: NetnsLink, prefix: int) -> None:
     in_ns = ["ip", "-n", link.netns]
+    outer = _outer_ip(link)
     steps = [
         [
-            *("ip", "link", "add", link.root_interface, "type", "veth"),
+            *(*outer, "link", "add", link.root_interface, "type", "veth"),
             *("peer", "name", _INNER_INTERFACE, "netns", link.netns),
         ],
-        ["ip", "addr", "add", f"{link.root_address}/{prefix}", "dev", link.root_interface],
-        ["ip", "link", "set", link.root_interface, "up"],
+        [*outer, "addr", "add", f"{link.root_address}/{prefix}", "dev", link.root_interface],
+        [*outer, "link", "set", link.root_interface, "up"],
         [*in_ns, "addr", "add", f"{link.address}/{prefix}", "dev", _INNER_INTERFACE],
         [*in_ns, "link", "set", _INNER_INTERFACE, "up"],
         [*in_ns, "link", "set", "lo", "up"],
@@ -247,7 +262,14 @@ def delete_netns_link(link: NetnsLink) -> None:
 
     The processes inside the namespace must be stopped first: deleting a namespace does not.
     """
-    if Path("/sys/class/net", link.root_interface).exists():
+    if link.outer_netns is not None:
+        if (NETNS_DIR / link.outer_netns).exists():  # else the pair went with that namespace
+            run_command(
+                [*_outer_ip(link), "link", "del", link.root_interface],
+                what=f"delete {link.root_interface}",
+                check=False,
+            )
+    elif Path("/sys/class/net", link.root_interface).exists():
         run_command(
             ["ip", "link", "del", link.root_interface], what=f"delete {link.root_interface}"
         )

@@ -45,8 +45,12 @@ class SshdSettings:
         authorized_keys: AuthorizedKeysFile (read by sshd as `user`).
         host_keys: Private host key files.
         environment: `NAME=value` pairs sshd sets for every session (`SetEnv`).
-        reachable: Whether the caller can connect to `address` (else readiness is read from the
-            log: a host behind another one is reachable from that one only).
+        auth_methods: `AuthenticationMethods` (each method named is switched on).
+        pam_service: Run sshd under this name with `UsePAM yes`: PAM reads
+            `/etc/pam.d/<pam_service>`. None for `UsePAM no`.
+        trusted_user_ca: `TrustedUserCAKeys`.
+        host_certificate: `HostCertificate`.
+        probe_netns: The namespace from which `address` is reachable (None: this one).
     """
 
     directory: Path
@@ -56,7 +60,11 @@ class SshdSettings:
     authorized_keys: Path
     host_keys: tuple[Path, ...]
     environment: tuple[str, ...] = ()
-    reachable: bool = True
+    auth_methods: str = "publickey"
+    pam_service: str | None = None
+    trusted_user_ca: Path | None = None
+    host_certificate: Path | None = None
+    probe_netns: str | None = None
 
     @property
     def config_file(self) -> Path:
@@ -72,6 +80,11 @@ class SshdSettings:
     def pid_file(self) -> Path:
         """PidFile."""
         return self.directory / "sshd.pid"
+
+    @property
+    def program(self) -> Path:
+        """The sshd to run: a symlink named after `pam_service` when PAM is on."""
+        return Path(SSHD) if self.pam_service is None else self.directory / self.pam_service
 
 
 def generate_key(
@@ -153,8 +166,17 @@ def config_path(path: Path) -> str:
 
 
 def write_sshd_config(settings: SshdSettings) -> None:
-    """Write the sshd_config for `settings` (keys only; password and keyboard logins are off)."""
+    """Write the sshd_config for `settings`: only the methods in `auth_methods` are on."""
+    methods = settings.auth_methods.split(",")
+
+    def switch(method: str) -> str:
+        return "yes" if method in methods else "no"
+
     lines = [f"HostKey {config_path(key)}" for key in settings.host_keys]
+    if settings.host_certificate is not None:
+        lines.append(f"HostCertificate {config_path(settings.host_certificate)}")
+    if settings.trusted_user_ca is not None:
+        lines.append(f"TrustedUserCAKeys {config_path(settings.trusted_user_ca)}")
     lines += [
         f"ListenAddress {settings.address}",
         f"Port {settings.port}",
@@ -162,10 +184,11 @@ def write_sshd_config(settings: SshdSettings) -> None:
         f"AuthorizedKeysFile {config_path(settings.authorized_keys)}",
         f"AllowUsers {settings.user}",
         "StrictModes no",
-        "UsePAM no",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
+        f"UsePAM {'no' if settings.pam_service is None else 'yes'}",
+        f"AuthenticationMethods {settings.auth_methods}",
+        f"PubkeyAuthentication {switch('publickey')}",
+        f"PasswordAuthentication {switch('password')}",
+        f"KbdInteractiveAuthentication {switch('keyboard-interactive')}",
         "PermitRootLogin no",
         "LogLevel VERBOSE",
         "AllowTcpForwarding yes",
@@ -182,22 +205,28 @@ def write_sshd_config(settings: SshdSettings) -> None:
     settings.config_file.write_text("\n".join(lines) + "\n")
 
 
-def _banner_received(address: str, port: int) -> bool:
+_PROBE = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1.0) as connection:
+    connection.settimeout(1.0)
+    sys.exit(0 if connection.recv(64).startswith(b"SSH-2.0-") else 1)
+"""
+
+
+def _banner_received(address: str, port: int, netns: str | None = None) -> bool:
+    if netns is not None:  # probe from the one namespace that reaches the host
+        argv = ["ip", "netns", "exec", netns, "/usr/bin/python3", "-c", _PROBE, address, str(port)]
+        try:
+            probe = subprocess.run(argv, capture_output=True, timeout=5, check=False)  # noqa: S603
+        except subprocess.TimeoutExpired:
+            return False
+        return probe.returncode == 0
     try:
         with socket.create_connection((address, port), timeout=1.0) as connection:
             connection.settimeout(1.0)
             return connection.recv(64).startswith(b"SSH-2.0-")
     except OSError:
         return False
-
-
-def _ready(settings: SshdSettings, log_offset: int) -> bool:
-    if settings.reachable:
-        return _banner_received(settings.address, settings.port)
-    with settings.log_file.open("rb") as log:
-        log.seek(log_offset)
-        text = log.read().decode(errors="replace")
-    return f"Server listening on {settings.address} port {settings.port}" in text
 
 
 def start_sshd(settings: SshdSettings, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
@@ -218,16 +247,17 @@ def start_sshd(settings: SshdSettings, prefix: Sequence[str] = ()) -> subprocess
         raise LabError(f"{SSHD} not found: install openssh-server")
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+    if settings.pam_service is not None and not settings.program.is_symlink():
+        settings.program.symlink_to(SSHD)  # sshd names its PAM service after argv[0]
     run_command([SSHD, "-t", "-f", str(settings.config_file)], what="check the sshd config")
-    argv = [*prefix, SSHD, "-D", "-e", "-f", str(settings.config_file)]
+    argv = [*prefix, str(settings.program), "-D", "-e", "-f", str(settings.config_file)]
     logger.debug("starting %s", argv)
     with settings.log_file.open("ab") as log:
-        log_offset = log.tell()
         process = subprocess.Popen(  # noqa: S603 - an argv list, no shell
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
         )
     deadline = time.monotonic() + READY_TIMEOUT
-    while not _ready(settings, log_offset):
+    while not _banner_received(settings.address, settings.port, settings.probe_netns):
         exit_status = process.poll()
         if exit_status is not None or time.monotonic() >= deadline:
             stop_popen(process)
