@@ -48,7 +48,7 @@ STATE_DIR = '"${XDG_STATE_HOME:-$HOME/.local/state}/rjupyter"'
 _SUPERVISOR = """\
 run=$1 abandon=$2 step=$3; shift 3
 echo "$$" > "$run/sup"
-"$@" > "$run/log" 2>&1 < /dev/null &
+"$@" >> "$run/log" 2>&1 < /dev/null &
 pid=$!
 echo "$pid" > "$run/pid.new" && mv "$run/pid.new" "$run/pid"
 if [ "$abandon" -gt 0 ]; then
@@ -198,6 +198,8 @@ def build_script(
         f"rj_run={STATE_DIR}/{run_id}",
         '(umask 077 && mkdir -p "$rj_run") || rj_fail rundir',
         ': > "$rj_run/heartbeat"',
+        # The log exists before anyone follows it: `tail -f` gives up on a missing file.
+        ': > "$rj_run/log"',
         *([': > "$rj_run/keep"'] if keep else []),
         f"printf '%s %s\\n' {RUN_MARKER} \"$rj_run\" >&2",
         "rj_setsid=; command -v setsid >/dev/null 2>&1 && rj_setsid=setsid",

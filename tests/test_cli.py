@@ -307,3 +307,27 @@ def test_exec_streams_output_and_reports_remote_errors(
     assert "ZeroDivisionError" in failing.stderr
     assert "rjupyter: error: remote ZeroDivisionError: division by zero" in failing.stderr
     assert wait_for(lambda: remote.user_processes() == [], 10)
+
+
+def test_quiet_verbose_and_the_browser(
+    tmp_path: Path, lab: Lab, remote: LabHost, lab_args: list[str], cli_env: dict[str, str]
+) -> None:
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f"#!/bin/sh\nprintf '%s' \"$1\" > {opened}\n")
+    browser.chmod(0o755)
+    env = {**cli_env, "BROWSER": str(browser)}
+    process = spawn(
+        ["-q", "start", remote.name, *lab_args, "--venv", lab.jupyter_venv, "--open"], env
+    )
+    url = first_line(process)
+    assert wait_for(opened.exists, 10)
+    assert opened.read_text() == url, "--open hands the URL to the browser"
+    status, err = interrupt(process)
+    assert status == 130
+    assert err.strip() == "", "--quiet: nothing but the URL"
+    assert wait_for(lambda: remote.user_processes() == [], 10)
+    loud = run(["-vv", "start", "nobody@127.0.0.1:2"], cli_env)
+    assert loud.returncode == 1
+    assert "Traceback" in loud.stderr
+    assert "DEBUG" in loud.stderr

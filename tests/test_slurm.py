@@ -11,8 +11,11 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -208,3 +211,30 @@ def test_slurm_example(lab: Lab, cluster: SlurmCluster) -> None:
     assert "queue: job" in result.stdout
     assert "answers: 0 kernels" in result.stdout
     assert cluster.jobs() == []
+
+
+def test_cli_start_with_slurm_flag_and_profile(
+    tmp_path: Path, lab: Lab, cluster: SlurmCluster, job_options: dict[str, Any]
+) -> None:
+    rjupyter = str(Path(sys.executable).with_name("rjupyter"))
+    env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
+    profile = tmp_path / "config.toml"
+    profile.write_text(f'[hosts.login]\nvenv = "{lab.jupyter_venv}"\nslurm = "--time=10"\n')
+    env["RJUPYTER_CONFIG"] = str(profile)
+    for extra in ([], ["--slurm", "--time=10 --job-name=from-flag"]):
+        process = subprocess.Popen(
+            [rjupyter, "start", "login", "-F", str(lab.ssh_config), "--json", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        assert process.stdout is not None
+        facts = json.loads(process.stdout.readline())
+        assert http(facts["url"])[0] == 200
+        assert len(cluster.jobs()) == 1
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err
+        assert cluster.jobs() == []
