@@ -10,17 +10,55 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Callable
 
 import paramiko
 
 from ._errors import SSHConnectError
 
-__all__ = ["Keepalive"]
+__all__ = ["Keepalive", "probe", "round_trip"]
 
 logger = logging.getLogger(__name__)
 
 _REQUEST = "keepalive@openssh.com"
+# paramiko keeps one pending-reply slot per transport: two global requests waiting at once would
+# lose a reply and leave one waiter hanging. Every waiting request goes through this lock.
+_request_locks: weakref.WeakKeyDictionary[paramiko.Transport, threading.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+_locks_guard = threading.Lock()
+
+
+def _request_lock(transport: paramiko.Transport) -> threading.Lock:
+    with _locks_guard:
+        return _request_locks.setdefault(transport, threading.Lock())
+
+
+def probe(transport: paramiko.Transport) -> bool:
+    """Send a keepalive that expects a reply; True once answered, False if the transport closed.
+
+    Blocks until either happens (no timeout: a silent peer blocks it; call from a thread).
+    """
+    with _request_lock(transport):
+        transport.global_request(_REQUEST, wait=True)
+    return bool(transport.is_active())
+
+
+def round_trip(transport: paramiko.Transport, *, wait: float = 5.0) -> float | None:
+    """Seconds for one request/reply over ``transport``; None if no probe could be sent within
+    ``wait`` seconds (another is pending) or the transport closed meanwhile."""
+    lock = _request_lock(transport)
+    if not lock.acquire(timeout=wait):
+        return None
+    try:
+        start = time.monotonic()
+        transport.global_request(_REQUEST, wait=True)
+        elapsed = time.monotonic() - start
+    finally:
+        lock.release()
+    return elapsed if transport.is_active() else None
 
 
 class Keepalive:
@@ -66,8 +104,7 @@ class Keepalive:
 
     def _probe(self, answered: threading.Event) -> None:
         # Returns on a reply, or when the transport closes (then it is no answer).
-        self._transport.global_request(_REQUEST, wait=True)
-        if self._transport.is_active():
+        if probe(self._transport):
             answered.set()
 
     def _run(self) -> None:

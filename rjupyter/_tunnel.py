@@ -7,18 +7,30 @@ forwards over the transport the session already authenticated, listens on loopba
 leaves that transport open when it stops (the session closes it last). After a reconnect the
 session hands it the new transport (:meth:`Forwarder.use_transport`): the listening socket, and so
 the local port, stay the same; connections made while the link is down wait for it.
+
+The data path is ours too (sshtunnel's handler polls ``select`` with 16 KiB reads and checks its
+trace logging on every chunk): each connection is spliced by :func:`._link.splice` with large
+blocking reads, TCP_NODELAY and half-close, over a channel whose window follows the link's
+measured round trip (:class:`._link.LinkEstimate`). The listening socket's backlog is far above
+socketserver's 5, which stalls bursts of connections (JupyterLab opens dozens at once) for the
+1 s of a SYN retry.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import socket
 import threading
+import time
 from typing import Any
 
 import paramiko
 import sshtunnel
 
 from ._errors import TunnelError
+from ._link import MAX_PACKET_SIZE, LinkEstimate, splice
+from ._liveness import round_trip
 
 __all__ = ["LOOPBACK", "Forwarder"]
 
@@ -30,6 +42,19 @@ logger.addFilter(lambda record: record.levelno >= logging.DEBUG)
 LOOPBACK = "127.0.0.1"
 #: How long a new local connection waits for the SSH link while it is being re-established.
 RECONNECT_WAIT = 30.0
+#: Seconds allowed for the SSH server to open a channel to the remote address.
+CHANNEL_OPEN_TIMEOUT = 30.0
+#: Pending connections the listening socket holds (the kernel caps it at somaxconn).
+LISTEN_BACKLOG = 1024
+_PROBES = 3
+_connection_numbers = itertools.count(1)
+
+
+class _Server(sshtunnel._ThreadingForwardServer):  # type: ignore[misc]
+    """sshtunnel's threading server with a listen backlog that absorbs bursts."""
+
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
 
 
 class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
@@ -55,6 +80,7 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
         self._link_up = threading.Condition()
         self._bound_port = 0
         self._broken: str | None = None
+        self.link = LinkEstimate()
         host, port = transport.getpeername()[:2]
         super().__init__(
             (host, port),
@@ -81,6 +107,21 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
         with self._link_up:
             self._shared_transport = self._transport = transport
             self._link_up.notify_all()
+        self.link.reset()
+        self._measure_link(transport)
+
+    def _measure_link(self, transport: paramiko.Transport) -> None:
+        """Time a few probes in the background; until then, channels get the smallest window."""
+
+        def measure() -> None:
+            for _ in range(_PROBES):
+                seconds = round_trip(transport)
+                if seconds is None:
+                    return
+                self.link.observe(seconds)
+            logger.debug("SSH round trip %.2f ms", (self.link.round_trip or 0) * 1e3)
+
+        threading.Thread(target=measure, name="rjupyter-rtt", daemon=True).start()
 
     def mark_broken(self, reason: str) -> None:
         """The link will not come back: refuse new connections at once, saying why."""
@@ -115,11 +156,48 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
             remote_address = remote_address_
             logger = forwarder.logger
 
-            @property
-            def ssh_transport(self) -> paramiko.Transport:
-                return forwarder.current_transport()
+            def handle(self) -> None:
+                forwarder.forward(self.request, self.remote_address)
 
         return Handler
+
+    def _make_ssh_forward_server_class(self, remote_address: tuple[str, int]) -> type[Any]:
+        return _Server
+
+    def forward(self, sock: socket.socket, remote_address: tuple[str, int]) -> None:
+        """Carry one accepted local connection to ``remote_address`` until both sides end.
+
+        Raises:
+            TunnelError: The SSH link is down (the connection is closed).
+        """
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        label = str(next(_connection_numbers))
+        try:
+            transport = self.current_transport()
+            started = time.monotonic()
+            channel = transport.open_channel(
+                "direct-tcpip",
+                dest_addr=remote_address,
+                src_addr=sock.getpeername()[:2],
+                window_size=self.link.window(),
+                max_packet_size=MAX_PACKET_SIZE,
+                timeout=CHANNEL_OPEN_TIMEOUT,
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            sock.close()
+            logger.warning(
+                "local port %s: cannot open a channel to %s:%s: %s",
+                self._bound_port,
+                *remote_address,
+                exc,
+            )
+            return
+        except BaseException:
+            sock.close()
+            raise
+        self.link.observe(time.monotonic() - started)
+        logger.debug("connection %s to %s:%s open", label, *remote_address)
+        splice(sock, channel, label)
 
     def _make_ssh_forward_server(
         self, remote_address: tuple[str, int], local_bind_address: tuple[str, int]
@@ -163,6 +241,7 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
             self.start()
         except sshtunnel.BaseSSHTunnelForwarderError as exc:
             raise TunnelError(f"the SSH tunnel could not start: {exc}") from exc
+        self._measure_link(self._shared_transport)
 
     def shut(self) -> None:
         """Stop listening; idempotent. Connections in flight end when the transport closes."""

@@ -25,7 +25,7 @@ from rjupyter import (
     list_servers,
     stop_server,
 )
-from rjupyter.testing import Lab, LabHost
+from rjupyter.testing import Lab, LabHost, ssh_config_through
 
 CHILD = Path(__file__).with_name("session_child.py")
 
@@ -109,15 +109,7 @@ def test_works_through_loss_and_delay(
     tmp_path: Path, lab: Lab, remote: LabHost, nb_options: dict[str, Any]
 ) -> None:
     proxy = DelayProxy((remote.address, remote.port))
-    known = tmp_path / "known_hosts"
-    keys = [Path(f"{key}.pub").read_text().split()[:2] for key in remote.host_key_files]
-    known.write_text("".join(f"[127.0.0.1]:{proxy.port} {kind} {data}\n" for kind, data in keys))
-    config = tmp_path / "ssh_config"
-    config.write_text(
-        f"Host slow\n  HostName 127.0.0.1\n  Port {proxy.port}\n  User {lab.user}\n"
-        f"  IdentityFile {lab.identity_file}\n  IdentitiesOnly yes\n"
-        f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n"
-    )
+    config = ssh_config_through(lab, remote, proxy.port, tmp_path)
     options = {**nb_options, "ssh_config": config}
     try:
         with RemoteNotebook("slow", **options) as nb:

@@ -8,17 +8,22 @@ Not imported by `rjupyter` itself. `python -m rjupyter.testing --help` lists the
 """
 
 from ._cleanup import cleanup_stale_labs
+from ._delay import DelayProxy, ssh_config_through
 from ._errors import LabError
 from ._host import LabHost
 from ._lab import Lab
+from ._traffic import TrafficServer
 from ._venv import JUPYTER_REQUIREMENTS, default_cache_dir, ensure_jupyter_venv
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_lab.py checks
+    "DelayProxy",
     "JUPYTER_REQUIREMENTS",
     "Lab",
     "LabError",
     "LabHost",
+    "TrafficServer",
     "cleanup_stale_labs",
     "default_cache_dir",
     "ensure_jupyter_venv",
+    "ssh_config_through",
 ]
