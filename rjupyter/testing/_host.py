@@ -201,6 +201,30 @@ class LabHost:
             env=environment,
         )
 
+    def popen(
+        self, argv: Sequence[str], *, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a command as `Lab.user` on the host, like `run` but without waiting.
+
+        Stdin is /dev/null, stdout is discarded, stderr is a pipe; the caller stops the
+        process by PID (`ip netns exec` and `setpriv` exec, so it is the command's own).
+
+        Args:
+            argv: The command; never passed through a shell.
+            env: Variables added to the minimal environment.
+
+        Returns:
+            The started process.
+        """
+        return subprocess.Popen(  # noqa: S603 - an argv list, no shell
+            [*self._prefix(True), *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self._account.home,
+            env={**self._account.environment(), **(env or {})},
+        )
+
     def user_processes(self) -> list[tuple[int, list[str]]]:
         """Return (pid, argv) of every live process of `Lab.user` on this host.
 

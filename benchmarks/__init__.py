@@ -1,0 +1,7 @@
+"""rjupyter's tunnel against OpenSSH ``ssh -L`` and stock sshtunnel, on the real-sshd lab.
+
+``python -m benchmarks`` builds the lab remote (a network namespace with its own sshd), runs every
+row of issue 6's table for the three tools and prints medians as ratios to OpenSSH;
+``--plot FILE.png`` draws them. ``--check`` runs the tiny correctness pass CI uses (bytes intact
+through every tool, no timings). See ``docs/performance.md``.
+"""

@@ -1,0 +1,56 @@
+"""``python -m benchmarks [--repeat N] [--plot FILE.png] [--check]``: see the package docstring."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+from rjupyter.testing import Lab
+
+from ._report import render_table, write_plot
+from ._rows import MiB
+from ._suite import check, measure
+
+
+def machine() -> str:
+    """One line describing this machine."""
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    python = platform.python_version()
+    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {python}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the lab, run the rows (or the check), print the table."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5, help="runs per row (medians)")
+    parser.add_argument("--fast-size", type=int, default=512 * MiB)
+    parser.add_argument("--slow-size", type=int, default=128 * MiB)
+    parser.add_argument("--cost-size", type=int, default=2048 * MiB)
+    parser.add_argument("--no-jupyter", action="store_true", help="skip the Jupyter rows")
+    parser.add_argument("--plot", type=Path, help="write a PNG chart of the ratios here")
+    parser.add_argument("--check", action="store_true", help="correctness only, tiny sizes")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="rjupyter-bench-") as workdir, Lab(workdir) as lab:
+        remote = lab.add_host("remote")
+        if args.check:
+            for line in check(lab, remote, Path(workdir)):
+                print(line)
+            return 0
+        results = measure(lab, remote, Path(workdir), args)
+    print(f"machine: {machine()}; medians of {args.repeat} runs")
+    print(render_table(results))
+    if args.plot:
+        write_plot(results, args.plot)
+        print(f"chart: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

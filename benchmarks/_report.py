@@ -1,0 +1,132 @@
+"""The table of medians as ratios to the reference, the targets of issue 6, and the chart."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Target:
+    """``ratio >= value`` (higher is better) or ``ratio <= value``; ``absolute`` compares the
+    rjupyter value itself."""
+
+    value: float
+    higher_is_better: bool
+    absolute: bool = False
+
+    def met(self, number: float) -> bool:
+        """Whether ``number`` (a ratio, or the absolute value) meets the target."""
+        return number >= self.value if self.higher_is_better else number <= self.value
+
+    def __str__(self) -> str:
+        sign = ">=" if self.higher_is_better else ("<" if self.absolute else "<=")
+        return f"{sign} {self.value:g}" + ("" if self.absolute else "x")
+
+
+TARGETS = {
+    "bulk download, fast link": Target(0.9, higher_is_better=True),
+    "bulk download, 40 ms RTT": Target(2.0, higher_is_better=True),
+    "small request/response": Target(1.2, higher_is_better=False),
+    "new connection + first byte": Target(1.5, higher_is_better=False),
+    "200 concurrent, p99": Target(1.5, higher_is_better=False),
+    "time to ready (enter to /api/status 200)": Target(1.15, higher_is_better=False),
+    "RSS growth moving 2 GiB": Target(50, higher_is_better=False, absolute=True),
+    "JupyterLab page load": Target(1.2, higher_is_better=False),
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row: the median per tool, in ``unit``."""
+
+    name: str
+    unit: str
+    values: dict[str, float]
+    failures: dict[str, int] = field(default_factory=dict)
+    reference: str = "openssh"
+
+    def ratio(self, tool: str) -> float:
+        """``tool``'s value over the reference's."""
+        reference = self.values.get(self.reference, math.nan)
+        return self.values.get(tool, math.nan) / reference if reference else math.nan
+
+    def verdict(self) -> str:
+        """ "met" / "NOT met" against the target, or "" for rows without one."""
+        target = TARGETS.get(self.name)
+        if target is None:
+            return ""
+        number = self.values["rjupyter"] if target.absolute else self.ratio("rjupyter")
+        ok = target.met(number) and not any(self.failures.values())
+        return "met" if ok else "NOT met"
+
+
+def _number(value: float | None, suffix: str = "") -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.3g}{suffix}"
+
+
+def _cells(result: Result) -> list[str]:
+    failures = ", ".join(f"{tool} {count}" for tool, count in result.failures.items())
+    reference = "OpenSSH" if result.reference == "openssh" else result.reference
+    has_sshtunnel = "sshtunnel" in result.values
+    return [
+        f"{result.name} ({result.unit})" + (f"; failures: {failures}" if failures else ""),
+        _number(result.values["rjupyter"]),
+        f"{_number(result.values[result.reference])} ({reference})",
+        _number(result.values.get("sshtunnel")),
+        f"{result.ratio('rjupyter'):.2f}x",
+        f"{result.ratio('sshtunnel'):.2f}x" if has_sshtunnel else "",
+        str(TARGETS.get(result.name, "")),
+        result.verdict(),
+    ]
+
+
+def render_table(results: list[Result]) -> str:
+    """A Markdown table: values per tool, ratios to the reference, target, verdict."""
+    lines = [
+        "| measure | rjupyter | reference | sshtunnel | rjupyter ÷ ref | sshtunnel ÷ ref "
+        "| target | |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        lines.append("| " + " | ".join(_cells(result)) + " |")
+    return "\n".join(lines)
+
+
+def write_plot(results: list[Result], path: Path) -> None:
+    """A bar chart of each tool's ratio to the reference, per row, with the targets.
+
+    Needs matplotlib (``pip install -e .[bench]``).
+    """
+    import matplotlib  # noqa: PLC0415 - a benchmark-only extra
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    rows = [result for result in results if not TARGETS.get(result.name, Target(1, True)).absolute]
+    figure, axis = plt.subplots(figsize=(10, 5))
+    width = 0.38
+    for offset, tool in ((-width / 2, "rjupyter"), (width / 2, "sshtunnel")):
+        ratios = [result.ratio(tool) for result in rows]
+        axis.bar([i + offset for i in range(len(rows))], ratios, width, label=tool)
+    for index, result in enumerate(rows):
+        target = TARGETS.get(result.name)
+        if target is not None:
+            axis.plot([index - 0.45, index + 0.45], [target.value] * 2, "k--", linewidth=1)
+    axis.axhline(1.0, color="grey", linewidth=0.8)
+    axis.set_xticks(range(len(rows)))
+    axis.set_xticklabels(
+        [f"{r.name}\n({'higher' if 'MB/s' in r.unit else 'lower'} is better)" for r in rows],
+        rotation=20,
+        ha="right",
+        fontsize=8,
+    )
+    axis.set_ylabel("ratio to OpenSSH ssh -L (bare jupyter for time to ready)")
+    axis.set_yscale("log")
+    axis.set_title("rjupyter and stock sshtunnel vs OpenSSH; dashed: targets")
+    axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

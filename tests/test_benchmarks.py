@@ -1,0 +1,39 @@
+"""The benchmark's correctness pass (what CI runs of it): tiny sizes, every tool, both links,
+bytes checked; no timings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks._report import Result, render_table
+from benchmarks._suite import check
+from rjupyter.testing import Lab, LabHost
+
+
+def test_every_tool_carries_bytes_intact(tmp_path: Path, lab: Lab, remote: LabHost) -> None:
+    done = check(lab, remote, tmp_path, size=256 * 1024)
+    assert len(done) == 6, done
+
+
+def test_the_table_shows_ratios_and_verdicts() -> None:
+    rows = [
+        Result(
+            "bulk download, fast link", "MB/s", {"rjupyter": 450, "openssh": 500, "sshtunnel": 250}
+        ),
+        Result(
+            "200 concurrent, p99",
+            "ms",
+            {"rjupyter": 30, "openssh": 25, "sshtunnel": 1400},
+            failures={"rjupyter": 0, "openssh": 0, "sshtunnel": 0},
+        ),
+        Result(
+            "time to ready (enter to /api/status 200)",
+            "s",
+            {"rjupyter": 2.6, "bare jupyter": 2.0},
+            reference="bare jupyter",
+        ),
+    ]
+    table = render_table(rows).splitlines()
+    assert "| 0.90x | 0.50x | >= 0.9x | met |" in table[2]
+    assert "| 1.20x | 56.00x | <= 1.5x | met |" in table[3]
+    assert "1.30x |  | <= 1.15x | NOT met |" in table[4]
