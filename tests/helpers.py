@@ -44,10 +44,14 @@ def require_lab() -> None:
         pytest.skip(reason)
 
 
-def http(url: str, *, token: str | None = None, method: str = "GET") -> tuple[int, bytes]:
-    """One HTTP request; returns (status, body) also for error statuses."""
+def http(
+    url: str, *, token: str | None = None, method: str = "GET", body: bytes | None = None
+) -> tuple[int, bytes]:
+    """One HTTP request (``body`` is sent as JSON); returns (status, body) also for error
+    statuses."""
     headers = {"Authorization": f"token {token}"} if token else {}
-    data = b"{}" if method == "POST" else None
+    headers["Content-Type"] = "application/json"
+    data = body if body is not None else (b"{}" if method == "POST" else None)
     request = urllib.request.Request(url, headers=headers, method=method, data=data)
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:
