@@ -21,11 +21,10 @@ MiB = _rows.MiB
 ONE_WAY_DELAY = 0.020
 
 
-@contextmanager
-def endpoints(lab: Lab, remote: LabHost, workdir: Path) -> Iterator[dict[str, Endpoint]]:
-    """The remote's sshd reached directly ("fast") and through a 40 ms RTT proxy ("slow")."""
+def direct_endpoint(lab: Lab, remote: LabHost) -> Endpoint:
+    """The remote's sshd as the lab's SSH config names it, with no proxy in between."""
     host_key = Path(f"{remote.host_key_files[0]}.pub")
-    fast = Endpoint(
+    return Endpoint(
         remote.name,
         lab.ssh_config,
         remote.address,
@@ -34,11 +33,17 @@ def endpoints(lab: Lab, remote: LabHost, workdir: Path) -> Iterator[dict[str, En
         lab.identity_file,
         host_key,
     )
+
+
+@contextmanager
+def endpoints(lab: Lab, remote: LabHost, workdir: Path) -> Iterator[dict[str, Endpoint]]:
+    """The remote's sshd reached directly ("fast") and through a 40 ms RTT proxy ("slow")."""
+    fast = direct_endpoint(lab, remote)
     proxy = DelayProxy((remote.address, remote.port), delay=ONE_WAY_DELAY)
     try:
         config = ssh_config_through(lab, remote, proxy.port, workdir)
         slow = Endpoint(
-            "slow", config, "127.0.0.1", proxy.port, lab.user, lab.identity_file, host_key
+            "slow", config, "127.0.0.1", proxy.port, lab.user, lab.identity_file, fast.host_key
         )
         yield {"fast": fast, "slow": slow}
     finally:
@@ -179,16 +184,7 @@ def _jupyter_rows(lab: Lab, remote: LabHost, repeat: int) -> list[Result]:
             reference="bare jupyter",
         )
     ]
-    host_key = Path(f"{remote.host_key_files[0]}.pub")
-    endpoint = Endpoint(
-        remote.name,
-        lab.ssh_config,
-        remote.address,
-        remote.port,
-        lab.user,
-        lab.identity_file,
-        host_key,
-    )
+    endpoint = direct_endpoint(lab, remote)
     with (
         RemoteNotebook(
             remote.name, app="lab", ssh_config=lab.ssh_config, venv=lab.jupyter_venv

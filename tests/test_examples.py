@@ -22,6 +22,23 @@ def test_basic_example(lab: Lab, remote: LabHost) -> None:
     )
 
 
+def test_tunnel_example(lab: Lab, remote: LabHost) -> None:
+    # The remote's own sshd as seen from the remote: its banner comes through the tunnel.
+    result = run_example(
+        "tunnel.py",
+        remote.name,
+        str(remote.port),
+        "--remote-host",
+        remote.address,
+        "-F",
+        str(lab.ssh_config),
+        "--probe",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("forwarding 127.0.0.1:")
+    assert result.stdout.splitlines()[1].startswith("SSH-2.0-OpenSSH")
+
+
 def test_basic_example_reports_errors_in_one_line(lab: Lab) -> None:
     result = run_example("basic.py", "nobody@127.0.0.1:2", "-F", str(lab.ssh_config))
     assert result.returncode == 1
