@@ -8,10 +8,13 @@ page (a promise that resolves when a condition holds), never by sleeping here.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -20,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from ._errors import LabError
-from ._procs import stop_popen
+from ._procs import stop_popen, wait_until
 
 __all__ = ["Chromium", "find_chromium"]
 
@@ -88,6 +91,9 @@ class Chromium:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # Its own process group: Chromium's zygotes, renderers and crash handler outlive
+            # the browser process itself, so they are stopped as this group (see close()).
+            start_new_session=True,
         )
         try:
             url = self._read_devtools_url()
@@ -235,7 +241,7 @@ class Chromium:
             self._socket.close()
             self._socket = None
         if self._process is not None:
-            stop_popen(self._process)
+            _stop_group(self._process)
             if self._process.stderr is not None:
                 self._process.stderr.close()
             self._process = None
@@ -251,3 +257,29 @@ class Chromium:
     ) -> None:
         """Stop the browser; see :meth:`close`."""
         self.close()
+
+
+def _live_group_members(group: int) -> list[int]:
+    """PIDs in process group ``group`` that are not zombies (those only wait to be reaped)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _parent, process_group = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(process_group) == group and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop the browser and every process of its group (the group we created for it)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    stop_popen(process)
+    if not wait_until(lambda: not _live_group_members(process.pid), 5):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
