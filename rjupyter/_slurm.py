@@ -125,6 +125,8 @@ class JobStatus:
         start_time: When it started, or is expected to start (None when Slurm gives none).
         output_file: The job's output file.
         exit_code: ``ExitCode`` as Slurm reports it (``status:signal``).
+        position: While pending: its place among the pending jobs in priority order (1 is
+            next), when squeue tells.
     """
 
     job_id: str
@@ -134,6 +136,7 @@ class JobStatus:
     start_time: str | None = None
     output_file: str = ""
     exit_code: str = ""
+    position: int | None = None
 
     @property
     def active(self) -> bool:
@@ -141,10 +144,12 @@ class JobStatus:
         return self.state in ACTIVE_STATES
 
     def describe(self) -> str:
-        """E.g. ``"job 12 PENDING (Resources), expected start 2026-01-01T10:00:00"``."""
+        """E.g. ``"job 12 PENDING (Resources), position 2 in the queue, expected start ..."``."""
         text = f"job {self.job_id} {self.state}"
         if self.reason and self.reason != "None":
             text += f" ({self.reason})"
+        if self.state == "PENDING" and self.position is not None:
+            text += f", position {self.position} in the queue"
         if self.state == "PENDING" and self.start_time:
             text += f", expected start {self.start_time}"
         elif self.state == "RUNNING" and self.node:
@@ -153,8 +158,10 @@ class JobStatus:
 
 
 def parse_job(job_id: str, text: str) -> JobStatus:
-    """Read one ``scontrol show job -o`` line; ``GONE`` when Slurm does not know the job."""
-    fields = dict(_FIELD.findall(text))
+    """Read one ``scontrol show job -o`` line (and the poll script's queue position line);
+    ``GONE`` when Slurm does not know the job."""
+    position = _POSITION.search(text)
+    fields = dict(_FIELD.findall(_POSITION.sub("", text)))
     if "JobState" not in fields:
         return JobStatus(job_id=job_id, state="GONE", reason=text.strip()[:200])
     start = fields.get("StartTime", "")
@@ -166,6 +173,7 @@ def parse_job(job_id: str, text: str) -> JobStatus:
         start_time=None if start in ("", "Unknown", "None", "(null)") else start,
         output_file=fields.get("StdOut", ""),
         exit_code=fields.get("ExitCode", ""),
+        position=int(position.group(1)) if position else None,
     )
 
 
@@ -188,10 +196,17 @@ def submit_script(job: str) -> str:
     )
 
 
-#: Args: job id. Prints the job's ``scontrol`` line, then the tail of its output file.
+_POSITION = re.compile(r"^RJ-QUEUE-POSITION (\d+)$", re.M)
+
+#: Args: job id. Prints the job's ``scontrol`` line, its place among the pending jobs (in
+#: priority order) while it waits, then the tail of its output file.
 POLL_SCRIPT = f"""\
 line=$(scontrol show job -o "$1" 2>&1)
 printf '%s\\n' "$line"
+case "$line" in *JobState=PENDING*)
+  pos=$(squeue -h -t PENDING --sort=-p,i -o %i 2>/dev/null | grep -n -x -- "$1" | cut -d: -f1)
+  [ -n "$pos" ] && printf 'RJ-QUEUE-POSITION %s\\n' "$pos";;
+esac
 printf '%s\\n' {OUTPUT_MARKER}
 out=$(printf '%s\\n' "$line" | sed -n 's/.* StdOut=\\([^ ]*\\).*/\\1/p')
 [ -n "$out" ] && [ -r "$out" ] && tail -c 65536 -- "$out"

@@ -22,6 +22,7 @@ import pytest
 from helpers import http, run_example, run_in_kernel
 
 from rjupyter import JobError, RemoteNotebook, Slurm
+from rjupyter._slurm import parse_job
 from rjupyter.testing import Lab
 from rjupyter.testing._slurm import SlurmCluster, slurm_available
 
@@ -124,6 +125,7 @@ def test_pending_job_shows_its_queue_state_and_ctrl_c_cancels_it(
         logger.info("slurm: Ctrl-C to job ended in %.1f s", time.monotonic() - interrupted[0])
         assert cluster.jobs() == [f"{blocker} RUNNING"], seen
         assert any("PENDING (Resources)" in detail for detail in seen), seen
+        assert any("position 1 in the queue" in detail for detail in seen), seen
     finally:
         cluster.run(["scancel", blocker])
         end = time.monotonic() + 30
@@ -238,3 +240,14 @@ def test_cli_start_with_slurm_flag_and_profile(
         _, err = process.communicate(timeout=60)
         assert process.returncode == 130, err
         assert cluster.jobs() == []
+
+
+def test_parse_job_reads_the_queue_position() -> None:
+    line = (
+        "JobId=7 JobName=rjupyter JobState=PENDING Reason=Priority StartTime=Unknown "
+        "StdOut=/h/slurm-7.log\nRJ-QUEUE-POSITION 3"
+    )
+    status = parse_job("7", line)
+    assert (status.state, status.reason, status.position) == ("PENDING", "Priority", 3)
+    assert status.describe() == "job 7 PENDING (Priority), position 3 in the queue"
+    assert status.output_file == "/h/slurm-7.log"
