@@ -3,7 +3,6 @@ notebook and runs a cell, whose output comes back over the kernel WebSocket."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -76,21 +75,24 @@ def run_first_cell(browser: Chromium) -> str:
     """Run the first cell with Shift+Enter; return its output, or "asks for a kernel".
 
     Lab may still be wiring its keyboard handling when the notebook first shows: a key press
-    that changes nothing (no prompt ``[*]``/``[1]``, no dialog) is sent again.
+    that does not start the cell (its prompt never becomes ``[*]`` or ``[n]``, no dialog) is
+    sent again, and so is one whose run produced no output in time.
     """
-    reacted = (
-        "document.querySelector('.jp-Dialog') || !document.querySelector("
-        "'.jp-Notebook .jp-Cell .jp-InputPrompt').innerText.includes('[ ]')"
+    started = (
+        r"document.querySelector('.jp-Dialog') || /\[(\*|\d+)\]/.test("
+        r"document.querySelector('.jp-Notebook .jp-Cell .jp-InputPrompt').innerText)"
     )
-    for _ in range(10):
-        browser.click(".jp-Notebook .jp-Cell .jp-InputArea-prompt")
-        browser.press("Enter", code="Enter", key_code=13, modifiers=8)
-        with contextlib.suppress(LabError):
-            browser.wait_for(reacted, timeout=3)
-            break
-    return browser.wait_for(
+    finished = (
         "[...document.querySelectorAll('.jp-OutputArea-output')]"
         ".map(e => e.innerText).find(t => t.includes('through the tunnel'))"
-        " || (document.querySelector('.jp-Dialog') && 'asks for a kernel')",
-        timeout=60,
+        " || (document.querySelector('.jp-Dialog') && 'asks for a kernel')"
     )
+    for _ in range(8):
+        browser.click(".jp-Notebook .jp-Cell .jp-InputArea-prompt")
+        browser.press("Enter", code="Enter", key_code=13, modifiers=8)
+        try:
+            browser.wait_for(started, timeout=3)
+            return browser.wait_for(finished, timeout=30)
+        except LabError:
+            continue
+    raise AssertionError("JupyterLab never ran the cell (see the screenshot in test-artifacts/)")
