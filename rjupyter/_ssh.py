@@ -27,6 +27,8 @@ from ._errors import RJupyterError, SSHConnectError
 from ._hostconfig import HostConfig, resolve_chain, resolve_host, split_chain
 from ._knownhosts import HostIdentity, check_host_key, known_key_types, load_known_hosts
 from ._liveness import Keepalive
+from ._paramiko_fixes import ReadAheadSocket
+from ._paramiko_fixes import install as install_transport_fixes
 from ._sshtokens import TokenContext, expand_tokens
 
 __all__ = [
@@ -180,7 +182,7 @@ def _open_stream(
     logger.debug("connecting to %s:%s", host.hostname, host.port)
     sock = socket.create_connection((host.hostname, host.port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    return ReadAheadSocket.wrap(sock)
 
 
 def connect(
@@ -203,6 +205,7 @@ def connect(
         progress("connect", f"{host.hostname}:{host.port}")
     with _connect_errors(host, timeout):
         transport = paramiko.Transport(_open_stream(host, via, timeout))
+    install_transport_fixes(transport)
     try:
         with _connect_errors(host, timeout):
             transport.banner_timeout = timeout

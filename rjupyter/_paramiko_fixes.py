@@ -1,0 +1,95 @@
+"""Two changes to how paramiko's transport meets the network: one for speed, one for a bug.
+
+:class:`ReadAheadSocket` serves paramiko's many small reads from one large one.
+
+paramiko issue #822 (open since 2016): when the server closes a channel after our side has
+started a key exchange (paramiko re-keys on its own every 512 MiB), the transport thread answers
+the close with ``_send_user_message``, which waits for the exchange to finish, and only that very
+thread can finish it. It waits 30 s, and the whole connection dies. A tunnel closes channels all
+the time (every HTTP connection of JupyterLab), so a re-key now and then meets one.
+
+:func:`install` replaces, on one transport, the handler paramiko's transport thread calls for a
+channel close: outside a key exchange it is paramiko's own; during one, the channel is closed at
+once and its closing messages are sent from a short-lived thread as soon as the exchange is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Any
+
+import paramiko
+from paramiko.common import MSG_CHANNEL_CLOSE
+
+__all__ = ["ReadAheadSocket", "install"]
+
+logger = logging.getLogger(__name__)
+
+
+def install(transport: paramiko.Transport) -> None:
+    """Apply the fixes to ``transport`` (before it carries channels)."""
+    raw: Any = transport
+    table = dict(paramiko.Transport._channel_handler_table)  # type: ignore[attr-defined]
+    table[MSG_CHANNEL_CLOSE] = _handle_close
+    raw._channel_handler_table = table
+
+
+def _handle_close(channel: Any, message: paramiko.Message) -> None:
+    transport = channel.transport
+    if transport.clear_to_send.is_set():
+        paramiko.Channel._handle_close(channel, message)  # type: ignore[attr-defined]
+        return
+    # A key exchange is on, started by this (the transport) thread: only it clears the flag.
+    with channel.lock:
+        replies = [m for m in channel._close_internal() if m is not None]
+        transport._unlink_channel(channel.chanid)
+    if replies:
+        logger.debug("channel %s closed during a key exchange; replying after it", channel.chanid)
+        threading.Thread(
+            target=_send_all, args=(transport, replies), name="rjupyter-close", daemon=True
+        ).start()
+
+
+def _send_all(transport: Any, messages: list[paramiko.Message]) -> None:
+    try:
+        for message in messages:
+            transport._send_user_message(message)
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        logger.debug("could not answer a channel close: %s", exc)
+
+
+class ReadAheadSocket(socket.socket):
+    """A TCP socket whose ``recv`` reads ahead: paramiko asks for each packet in two reads
+    (the first block, then the rest), each a ``poll`` and a ``recv`` on a socket with a timeout;
+    one read of up to :data:`READ_AHEAD` bytes serves several packets. It reads into a buffer
+    it keeps: ``recv`` of a large size allocates (and for 128 KiB or more, maps and unmaps) that
+    much on every call, which costs more than the system call. paramiko never polls the socket
+    itself, so bytes held here are never missed."""
+
+    READ_AHEAD = 1 << 18
+
+    @classmethod
+    def wrap(cls, sock: socket.socket) -> ReadAheadSocket:
+        """The same connection (same descriptor and timeout) as a read-ahead socket."""
+        timeout = sock.gettimeout()
+        wrapped = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        wrapped.settimeout(timeout)
+        return wrapped
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._buffer = memoryview(bytearray(self.READ_AHEAD))
+        self._held = 0
+        self._taken = 0
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if flags:
+            return super().recv(bufsize, flags)
+        if self._taken >= self._held:
+            self._held = self.recv_into(self._buffer)
+            self._taken = 0
+        start = self._taken
+        self._taken = min(self._held, start + bufsize)
+        return bytes(self._buffer[start : self._taken])
