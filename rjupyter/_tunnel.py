@@ -9,28 +9,27 @@ session hands it the new transport (:meth:`Forwarder.use_transport`): the listen
 the local port, stay the same; connections made while the link is down wait for it.
 
 The data path is ours too (sshtunnel's handler polls ``select`` with 16 KiB reads and checks its
-trace logging on every chunk): each connection is spliced by :func:`._link.splice` with large
-blocking reads, TCP_NODELAY and half-close, over a channel whose window follows the link's
-measured round trip (:class:`._link.LinkEstimate`). The listening socket's backlog is far above
-socketserver's 5, which stalls bursts of connections (JupyterLab opens dozens at once) for the
-1 s of a SYN retry.
+trace logging on every chunk, and takes a thread per connection): an accepted connection goes to
+a small pool of long-lived threads that open its channel (a round trip to the server), with a
+window that follows the link's measured round trip (:class:`._link.LinkEstimate`); from then on
+:class:`._pump.Pump` moves its bytes, downstream straight from paramiko's transport thread. The
+listening socket's backlog is far above socketserver's 5, which stalls bursts of connections
+(JupyterLab opens dozens at once) for the 1 s of a SYN retry.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import socket
 import threading
-import time
 from typing import Any
 
 import paramiko
 import sshtunnel
 
 from ._errors import TunnelError
-from ._link import MAX_PACKET_SIZE, LinkEstimate, splice
+from ._link import MAX_PACKET_SIZE, LinkEstimate
 from ._liveness import round_trip
+from ._pump import Pump
 
 __all__ = ["LOOPBACK", "Forwarder"]
 
@@ -40,18 +39,14 @@ logger = logging.getLogger(__name__)
 logger.addFilter(lambda record: record.levelno >= logging.DEBUG)
 
 LOOPBACK = "127.0.0.1"
-#: How long a new local connection waits for the SSH link while it is being re-established.
-RECONNECT_WAIT = 30.0
-#: Seconds allowed for the SSH server to open a channel to the remote address.
-CHANNEL_OPEN_TIMEOUT = 30.0
 #: Pending connections the listening socket holds (the kernel caps it at somaxconn).
 LISTEN_BACKLOG = 1024
 _PROBES = 3
-_connection_numbers = itertools.count(1)
 
 
 class _Server(sshtunnel._ThreadingForwardServer):  # type: ignore[misc]
-    """sshtunnel's threading server with a listen backlog that absorbs bursts."""
+    """sshtunnel's server with a listen backlog that absorbs bursts. It only binds and listens:
+    the pump accepts (no serving thread, no thread per connection)."""
 
     request_queue_size = LISTEN_BACKLOG
     daemon_threads = True
@@ -77,10 +72,9 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
         local_port: int = 0,
     ) -> None:
         self._shared_transport = transport
-        self._link_up = threading.Condition()
         self._bound_port = 0
-        self._broken: str | None = None
         self.link = LinkEstimate()
+        self._pump: Pump | None = None
         host, port = transport.getpeername()[:2]
         super().__init__(
             (host, port),
@@ -103,11 +97,12 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
         self._transport = self._shared_transport
 
     def use_transport(self, transport: paramiko.Transport) -> None:
-        """Forward new connections over ``transport`` from now on (after a reconnect)."""
-        with self._link_up:
-            self._shared_transport = self._transport = transport
-            self._link_up.notify_all()
+        """Forward new connections over ``transport`` from now on (after a reconnect);
+        connections accepted while the link was down go now."""
+        self._shared_transport = self._transport = transport
         self.link.reset()
+        if self._pump is not None:
+            self._pump.use_transport(transport)
         self._measure_link(transport)
 
     def _measure_link(self, transport: paramiko.Transport) -> None:
@@ -124,88 +119,19 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
         threading.Thread(target=measure, name="rjupyter-rtt", daemon=True).start()
 
     def mark_broken(self, reason: str) -> None:
-        """The link will not come back: refuse new connections at once, saying why."""
-        with self._link_up:
-            self._broken = reason
-            self._link_up.notify_all()
-
-    def current_transport(self) -> paramiko.Transport:
-        """The live transport, waiting a while for one when the link is being re-established.
-
-        Raises:
-            TunnelError: No live transport within :data:`RECONNECT_WAIT` seconds, or the link
-                was given up.
-        """
-        with self._link_up:
-            ready = self._link_up.wait_for(
-                lambda: self._broken is not None or self._shared_transport.is_active(),
-                timeout=RECONNECT_WAIT,
-            )
-            if self._broken is not None or not ready:
-                raise TunnelError(
-                    f"the SSH link behind local port {self._bound_port} is down: "
-                    f"{self._broken or 'still reconnecting'}",
-                    local_port=self._bound_port,
-                )
-            return self._shared_transport
-
-    def _make_ssh_forward_handler_class(self, remote_address_: tuple[str, int]) -> type[Any]:
-        forwarder = self
-
-        class Handler(sshtunnel._ForwardHandler):  # type: ignore[misc]
-            remote_address = remote_address_
-            logger = forwarder.logger
-
-            def handle(self) -> None:
-                forwarder.forward(self.request, self.remote_address)
-
-        return Handler
+        """The link will not come back: close connections waiting for it, and new ones."""
+        if self._pump is not None:
+            self._pump.give_up(reason)
 
     def _make_ssh_forward_server_class(self, remote_address: tuple[str, int]) -> type[Any]:
         return _Server
 
-    def forward(self, sock: socket.socket, remote_address: tuple[str, int]) -> None:
-        """Carry one accepted local connection to ``remote_address`` until both sides end.
-
-        Raises:
-            TunnelError: The SSH link is down (the connection is closed).
-        """
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        label = str(next(_connection_numbers))
-        try:
-            transport = self.current_transport()
-            started = time.monotonic()
-            channel = transport.open_channel(
-                "direct-tcpip",
-                dest_addr=remote_address,
-                src_addr=sock.getpeername()[:2],
-                window_size=self.link.window(),
-                max_packet_size=MAX_PACKET_SIZE,
-                timeout=CHANNEL_OPEN_TIMEOUT,
-            )
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            sock.close()
-            logger.warning(
-                "local port %s: cannot open a channel to %s:%s: %s",
-                self._bound_port,
-                *remote_address,
-                exc,
-            )
-            return
-        except BaseException:
-            sock.close()
-            raise
-        self.link.observe(time.monotonic() - started)
-        logger.debug("connection %s to %s:%s open", label, *remote_address)
-        splice(sock, channel, label)
-
     def _make_ssh_forward_server(
         self, remote_address: tuple[str, int], local_bind_address: tuple[str, int]
     ) -> None:
-        handler = self._make_ssh_forward_handler_class(remote_address)
         server_class = self._make_ssh_forward_server_class(remote_address)
         try:
-            server = server_class(local_bind_address, handler, logger=self.logger)
+            server = server_class(local_bind_address, sshtunnel._ForwardHandler, logger=self.logger)
         except OSError as exc:
             port = local_bind_address[1]
             raise TunnelError(
@@ -219,10 +145,18 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
         self.tunnel_is_up[server.server_address] = False
         self._bound_port = int(server.server_address[1])
 
+    def _serve_forever_wrapper(self, _srv: Any, poll_interval: float = 0.1) -> None:
+        """Hand the listening socket to the pump, which accepts (sshtunnel runs this in a
+        thread of its own, which then ends)."""
+        assert self._pump is not None
+        self._pump.listen(_srv.socket)
+
     def _stop_transport(self, force: bool = False) -> None:
-        """Stop the listeners; the transport belongs to the session and stays open."""
+        """End the pump (every forwarded connection) and close the listening sockets; the
+        transport belongs to the session and stays open."""
+        if self._pump is not None:
+            self._pump.close()
         for server in self._server_list:
-            server.shutdown()
             server.server_close()
         self.is_alive = False
 
@@ -237,14 +171,26 @@ class Forwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
         Raises:
             TunnelError: The local port cannot be bound, or the forwarder failed to start.
         """
+        self._pump = Pump(
+            f"rjupyter-pump-{self._remote_binds[0][1]}",
+            self._remote_binds[0],
+            self.link,
+            MAX_PACKET_SIZE,
+        )
+        self._pump.use_transport(self._shared_transport)
         try:
             self.start()
-        except sshtunnel.BaseSSHTunnelForwarderError as exc:
-            raise TunnelError(f"the SSH tunnel could not start: {exc}") from exc
+        except BaseException as exc:
+            self._pump.close()
+            if isinstance(exc, sshtunnel.BaseSSHTunnelForwarderError):
+                raise TunnelError(f"the SSH tunnel could not start: {exc}") from exc
+            raise
         self._measure_link(self._shared_transport)
 
     def shut(self) -> None:
-        """Stop listening; idempotent. Connections in flight end when the transport closes."""
+        """Stop listening and end every forwarded connection; idempotent."""
         self.mark_broken("the tunnel is closed")
         if self._server_list:
             self.stop(force=True)
+        elif self._pump is not None:
+            self._pump.close()

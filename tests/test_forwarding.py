@@ -1,17 +1,25 @@
 """The forwarder's data path against the lab: bytes intact both ways, half-close, bursts of
-connections, and windows that follow the link's round trip."""
+connections, windows that follow the link's round trip, back-pressure from a slow reader, resets,
+key exchanges in flight, refused channels, closing with connections open, and connections made
+while the link is down."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import socket
+import struct
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from faults import dropping
+from helpers import wait_for
 
 from rjupyter import Tunnel
-from rjupyter._link import MIN_WINDOW
+from rjupyter._link import MAX_PACKET_SIZE, MIN_WINDOW
 from rjupyter.testing import DelayProxy, Lab, LabHost, TrafficServer, ssh_config_through
 from rjupyter.testing._traffic import download, echo, upload
 
@@ -75,3 +83,148 @@ def test_window_grows_with_the_round_trip(
             assert forwarder.link.window() > 4 * MIN_WINDOW
     finally:
         proxy.close()
+
+
+def pump_connections(tunnel: Tunnel) -> list[Any]:
+    """The forwarder's live connections (white-box: the pump's own bookkeeping)."""
+    forwarder = tunnel._forwarder
+    assert forwarder is not None
+    assert forwarder._pump is not None
+    return list(forwarder._pump._connections)
+
+
+def test_a_slow_reader_holds_the_server_back(tunnel: Tunnel) -> None:
+    # The client asks for 64 MiB and reads nothing for a while: the forwarder queues at most
+    # about one channel window (the server is held back), then everything arrives intact.
+    size = 64 * MiB
+    with socket.create_connection(("127.0.0.1", tunnel.local_port), timeout=60) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(f"RANDOM {size}\n".encode())
+        samples: list[int] = []
+
+        def queue_settled() -> bool:
+            queued = sum(len(b) for c in pump_connections(tunnel) for b in list(c.queued))
+            samples.append(queued)
+            return len(samples) > 5 and queued > 0 and samples[-5:] == [queued] * 5
+
+        assert wait_for(queue_settled, 30), samples[-10:]
+        connection = pump_connections(tunnel)[0]
+        assert samples[-1] <= connection.channel.in_window_size + MAX_PACKET_SIZE
+        digest = hashlib.sha256()
+        received = 0
+        while received < size:
+            block = sock.recv(min(1 << 20, size - received))
+            assert block, "the download ended early"
+            digest.update(block)
+            received += len(block)
+        trailer = b""
+        while len(trailer) < 32:
+            trailer += sock.recv(32 - len(trailer))
+        assert trailer == digest.digest()
+
+
+def test_a_client_reset_closes_the_channel(tunnel: Tunnel) -> None:
+    assert tunnel._connection is not None
+    transport: Any = tunnel._connection.transport
+    channels_before = len(transport._channels.values())
+    sock = socket.create_connection(("127.0.0.1", tunnel.local_port), timeout=30)
+    sock.sendall(f"ZEROS {1 << 30}\n".encode())
+    assert sock.recv(1 << 16)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a reset mid-download
+    assert wait_for(lambda: pump_connections(tunnel) == [], 10)
+    assert wait_for(lambda: len(transport._channels.values()) == channels_before, 10)
+    echo(tunnel.local_port, b"still works")
+
+
+def test_key_exchanges_during_transfers(tunnel: Tunnel, caplog: pytest.LogCaptureFixture) -> None:
+    # Re-keying every 256 KiB (the transport's own trigger, as after 512 MiB normally) while
+    # data flows both ways and short connections open and close: window updates are deferred
+    # while the transport thread is in an exchange, a channel the server closes meanwhile does
+    # not hang the transport (paramiko #822), and no byte is lost.
+    assert tunnel._connection is not None
+    transport: Any = tunnel._connection.transport
+    exchanges = []
+    activate = transport._activate_inbound
+
+    def counting() -> None:
+        exchanges.append(1)
+        activate()
+
+    def short_connections() -> None:
+        for _ in range(300):
+            echo(tunnel.local_port, b"short")
+
+    transport._activate_inbound = counting
+    transport.packetizer.REKEY_BYTES = 1 << 18
+    caplog.set_level(logging.DEBUG, logger="rjupyter._paramiko_fixes")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            jobs = [
+                pool.submit(download, tunnel.local_port, 48 * MiB),
+                pool.submit(upload, tunnel.local_port, 24 * MiB),
+                pool.submit(short_connections),
+                pool.submit(short_connections),
+            ]
+            for job in jobs:
+                job.result()
+    finally:
+        transport.packetizer.REKEY_BYTES = 1 << 29
+    assert len(exchanges) >= 20
+    assert transport.is_active()
+    assert "closed during a key exchange" in caplog.text
+    echo(tunnel.local_port, b"after the exchanges")
+
+
+def test_a_refused_remote_port_closes_only_that_connection(
+    lab: Lab, remote: LabHost, traffic: TrafficServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on (in the root namespace too)
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with Tunnel(remote.name, closed_port, ssh_config=lab.ssh_config) as tunnel:
+        with socket.create_connection(("127.0.0.1", tunnel.local_port), timeout=10) as sock:
+            assert sock.recv(16) == b""  # closed at once, not left hanging
+        assert pump_connections(tunnel) == []
+    assert "cannot open a channel" in caplog.text
+
+
+def test_closing_ends_connections_in_flight(
+    lab: Lab, remote: LabHost, traffic: TrafficServer
+) -> None:
+    tunnel = Tunnel(remote.name, traffic.port, ssh_config=lab.ssh_config).start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", tunnel.local_port), timeout=10)
+        sock.sendall(b"ECHO\nping")
+        assert sock.recv(4) == b"ping"
+        pump = tunnel._forwarder._pump  # type: ignore[union-attr]
+    finally:
+        tunnel.close()
+    with sock:
+        assert sock.recv(16) == b""  # the forwarder closed its end
+    assert pump is not None
+    assert not pump._thread.is_alive()
+
+
+def test_connections_wait_while_the_link_is_down(
+    tmp_path: Path, lab: Lab, remote: LabHost, traffic: TrafficServer
+) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host {remote.name}\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n"
+        f"Include {lab.ssh_config}\n"
+    )
+    events: list[bool] = []
+    with (
+        Tunnel(
+            remote.name, traffic.port, ssh_config=config, on_connection_change=events.append
+        ) as tunnel,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        with dropping(remote.address):
+            assert wait_for(lambda: events[-1:] == [False], 30), events
+            waiting = pool.submit(echo, tunnel.local_port, b"made while down", timeout=60)
+            assert wait_for(lambda: len(pump_connections(tunnel)) == 1, 10)
+            assert not waiting.done()
+        waiting.result(timeout=60)  # went through once the link was back
+        assert events[-1] is True

@@ -1,0 +1,314 @@
+"""One local socket spliced to one SSH channel: the per-connection half of :mod:`._pump`.
+
+:class:`Connection` holds a forwarded connection's state; its ``from_remote`` runs in paramiko's
+transport thread (the :class:`_Sink` that replaces the channel's receive buffer calls it), the
+rest in the pump thread. See :mod:`._pump` for the design and the paramiko internals used.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import enum
+import itertools
+import logging
+import selectors
+import socket
+import threading
+import time
+from typing import Any, Protocol
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_OPEN, cMSG_CHANNEL_WINDOW_ADJUST
+
+__all__ = ["Connection", "Pump", "State"]
+
+logger = logging.getLogger(__name__)
+
+_labels = itertools.count(1)
+
+
+class Pump(Protocol):
+    """What a connection needs of the pump that serves it."""
+
+    @property
+    def read_buffer(self) -> memoryview:
+        """Where upstream reads land (pump thread only)."""
+
+    def wake(self, connection: Connection | None) -> None:
+        """Have the pump look at ``connection`` soon (any thread; never blocks)."""
+
+
+class State(enum.Enum):
+    WAITING = "waiting for the SSH link"
+    OPENING = "opening a channel"
+    OPEN = "open"
+    FINISHED = "finished"
+
+
+class _Sink:
+    """Stands in for a channel's receive buffer (``Channel.in_buffer``).
+
+    paramiko's transport thread calls :meth:`feed` with each data packet and :meth:`close` at
+    the server's EOF and when the channel closes; nothing reads from it.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def feed(self, data: bytes) -> None:
+        self._connection.from_remote(data)
+
+    def close(self) -> None:
+        self._connection.pump.wake(self._connection)
+
+    def read_ready(self) -> bool:
+        return False
+
+    def set_event(self, event: Any) -> None:  # fileno() is never asked for here
+        return None
+
+    def __len__(self) -> int:
+        return 0
+
+
+class _WindowSignal(threading.Condition):
+    """A channel's send-window condition that also wakes the pump when the window opens (or
+    the channel closes)."""
+
+    def __init__(self, lock: Any, connection: Connection) -> None:
+        super().__init__(lock)
+        self._connection = connection
+
+    def notify_all(self) -> None:
+        super().notify_all()
+        self._connection.pump.wake(self._connection)
+
+
+class _OpenSignal(threading.Event):
+    """paramiko's per-channel open event, which also wakes the pump when the server answers."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__()
+        self._connection = connection
+
+    def set(self) -> None:
+        super().set()
+        self._connection.pump.wake(self._connection)
+
+
+class Connection:
+    """One accepted local socket and (once opened) its channel.
+
+    ``queued``, ``unacknowledged`` and ``broken`` are shared with the transport thread and
+    guarded by ``lock``; everything else belongs to the pump thread.
+    """
+
+    def __init__(self, pump: Pump, sock: socket.socket) -> None:
+        self.pump = pump
+        self.sock = sock
+        self.label = str(next(_labels))
+        self.state = State.WAITING
+        self.since = time.monotonic()
+        self.channel: Any = None  # paramiko.Channel, used with some of its internals
+        self.opened = _OpenSignal(self)
+        self.lock = threading.Lock()
+        self.queued: collections.deque[bytes] = collections.deque()  # downstream, not yet written
+        self.unacknowledged = 0  # bytes the local socket took whose window is not yet given back
+        self.broken = False  # the local socket failed; nothing more is written to it
+        self.pending = b""  # upstream bytes read locally that the channel had no window for
+        self.local_eof = False
+        self.shut_down_local = False
+        self.events = 0  # what the selector watches the socket for
+
+    # -- transport thread -------------------------------------------------------------------
+
+    def from_remote(self, data: bytes) -> None:
+        """A data packet from the server (transport thread): write it, or queue it."""
+        try:
+            written = self._write_or_queue(data)
+            if written:
+                self.acknowledge(written, in_transport_thread=True)
+        except Exception:  # never into paramiko's transport loop: it would end the session
+            logger.exception("connection %s: cannot pass data on", self.label)
+            with self.lock:
+                self.broken = True
+            self.pump.wake(self)
+
+    def _write_or_queue(self, data: bytes) -> int:
+        wake = False
+        with self.lock:
+            if self.state is State.FINISHED or self.broken:
+                return len(data)  # dropped: the window must not stall the closing channel
+            if self.queued:
+                self.queued.append(data)
+                return 0
+            try:
+                written = self.sock.send(data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                self.broken = True
+                written = len(data)
+                wake = True
+            if written < len(data):
+                self.queued.append(data[written:])
+                wake = True
+        if wake:
+            self.pump.wake(self)
+        return written
+
+    def acknowledge(self, count: int, *, in_transport_thread: bool = False) -> None:
+        """Give ``count`` bytes of window back to the server (once enough have added up)."""
+        channel = self.channel
+        transport = channel.transport
+        if in_transport_thread and not transport.clear_to_send.is_set():
+            # A key exchange is on and only this thread can finish it: leave it to the pump.
+            with self.lock:
+                self.unacknowledged += count
+            self.pump.wake(self)
+            return
+        adjust = channel._check_add_window(count)
+        if adjust > 0:
+            message = paramiko.Message()
+            message.add_byte(cMSG_CHANNEL_WINDOW_ADJUST)
+            message.add_int(channel.remote_chanid)
+            message.add_int(adjust)
+            transport._send_user_message(message)
+
+    # -- pump thread ------------------------------------------------------------------------
+
+    def open(self, transport: Any, address: tuple[str, int], window: int, packet: int) -> None:
+        """Send the ``direct-tcpip`` open for this connection; the answer wakes the pump.
+
+        The steps of ``Transport.open_channel`` up to its wait, with this connection's sink,
+        window signal and open signal in place before the server can answer.
+        """
+        source = self.sock.getpeername()[:2]
+        if not transport.is_active():
+            raise paramiko.SSHException("SSH session not active")
+        message = paramiko.Message()
+        with transport.lock:
+            window = transport._sanitize_window_size(window)
+            packet = transport._sanitize_packet_size(packet)
+            chanid = transport._next_channel()
+            message.add_byte(cMSG_CHANNEL_OPEN)
+            message.add_string("direct-tcpip")
+            message.add_int(chanid)
+            message.add_int(window)
+            message.add_int(packet)
+            message.add_string(address[0])
+            message.add_int(address[1])
+            message.add_string(source[0])
+            message.add_int(source[1])
+            channel: Any = paramiko.Channel(chanid)
+            channel.settimeout(0.0)  # send raises instead of waiting for window
+            channel.in_buffer = _Sink(self)
+            channel.out_buffer_cv = _WindowSignal(channel.lock, self)
+            transport._channels.put(chanid, channel)
+            transport.channel_events[chanid] = self.opened
+            transport.channels_seen[chanid] = True
+            channel._set_transport(transport)
+            channel._set_window(window, packet)
+            self.channel = channel
+        self.state = State.OPENING
+        self.since = time.monotonic()
+        transport._send_user_message(message)
+
+    def flush(self) -> None:
+        """Write queued downstream bytes the socket can take now; give their window back."""
+        written = 0
+        with self.lock:
+            while self.queued and not self.broken:
+                head = self.queued[0]
+                try:
+                    count = self.sock.send(head)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    self.broken = True
+                    break
+                written += count
+                if count < len(head):
+                    self.queued[0] = head[count:]
+                    break
+                self.queued.popleft()
+            written += self.unacknowledged
+            self.unacknowledged = 0
+        if written:
+            self.acknowledge(written)
+
+    def upstream(self) -> None:
+        """Read the local socket and send to the channel as far as its window allows."""
+        if not self.pending:
+            buffer = self.pump.read_buffer
+            try:
+                count = self.sock.recv_into(buffer)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.broken = True
+                return
+            data = bytes(buffer[:count])
+            if not data:
+                self.local_eof = True
+                with contextlib.suppress(OSError, EOFError):
+                    self.channel.shutdown_write()
+                return
+            self.pending = data
+        view = memoryview(self.pending)
+        sent = 0
+        try:
+            while sent < len(view):
+                count = self.channel.send(view[sent:])  # paramiko takes any buffer
+                if count == 0:  # the channel is closed or at EOF: nothing more goes up
+                    self.local_eof = True
+                    sent = len(view)
+                    break
+                sent += count
+        except TimeoutError:  # no window left: wait for the server's WINDOW_ADJUST
+            pass
+        except (OSError, EOFError, paramiko.SSHException):
+            self.local_eof = True
+            sent = len(view)
+        self.pending = self.pending[sent:]
+
+    def wanted_events(self) -> int:
+        """What to watch the socket for now."""
+        events = 0
+        if not self.local_eof and not self.pending and not self.channel.closed:
+            events |= selectors.EVENT_READ
+        if self.queued:
+            events |= selectors.EVENT_WRITE
+        return events
+
+    def done(self) -> bool:
+        """True when both directions have ended (or either failed); shuts down the local
+        sending side once the server's EOF and every queued byte have gone out."""
+        if self.broken:
+            return True
+        if self.queued:
+            return False
+        channel = self.channel
+        if channel.closed:
+            return True
+        if channel.eof_received and not self.shut_down_local:
+            self.shut_down_local = True
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                return True
+        return self.shut_down_local and self.local_eof and not self.pending
+
+    def finish(self) -> None:
+        """Close the socket and the channel; idempotent."""
+        with self.lock:
+            if self.state is State.FINISHED:
+                return
+            self.state = State.FINISHED
+            self.queued.clear()
+            self.sock.close()
+        if self.channel is not None and self.channel.active:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self.channel.close()
+        logger.debug("connection %s closed", self.label)
