@@ -24,7 +24,7 @@ def test_the_table_shows_ratios_and_verdicts() -> None:
             "200 concurrent, p99",
             "ms",
             {"rjupyter": 30, "openssh": 25, "sshtunnel": 1400},
-            failures={"rjupyter": 0, "openssh": 0, "sshtunnel": 0},
+            failures={"rjupyter": 0, "openssh": 0, "sshtunnel": 109},  # the reference's own
         ),
         Result(
             "time to ready (enter to /api/status 200)",
@@ -32,8 +32,17 @@ def test_the_table_shows_ratios_and_verdicts() -> None:
             {"rjupyter": 2.6, "bare jupyter": 2.0},
             reference="bare jupyter",
         ),
+        Result(
+            "200 concurrent, p99",
+            "ms",
+            {"rjupyter": 20, "openssh": 25, "sshtunnel": 1400},
+            failures={"rjupyter": 1, "openssh": 0, "sshtunnel": 0},
+        ),
+        Result("RSS growth moving 2 GiB", "MiB", {"rjupyter": 0.3, "openssh": 0, "sshtunnel": 1}),
     ]
     table = render_table(rows).splitlines()
     assert "| 0.90x | 0.50x | >= 0.9x | met |" in table[2]
     assert "| 1.20x | 56.00x | <= 1.5x | met |" in table[3]
     assert "1.30x |  | <= 1.15x | NOT met |" in table[4]
+    assert table[5].endswith("| 0.80x | 56.00x | <= 1.5x | NOT met |")  # rjupyter failed one
+    assert "nan" not in table[6]
