@@ -7,6 +7,8 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rjupyter import RemoteNotebook
 from rjupyter.testing import Lab, LabHost
@@ -88,9 +90,11 @@ def page_load(browser: Chromium, port: int, token: str) -> float:
     return float(browser.evaluate("performance.now()")) / 1000
 
 
-def open_browser() -> Chromium:
-    """A headless Chromium with its HTTP cache disabled (every load fetches every asset)."""
-    browser = Chromium().__enter__()
-    browser.page("Network.enable")
-    browser.page("Network.setCacheDisabled", cacheDisabled=True)
-    return browser
+@contextmanager
+def open_browser() -> Iterator[Chromium]:
+    """A headless Chromium with its HTTP cache disabled (every load fetches every asset),
+    stopped (with its whole process group) on exit."""
+    with Chromium() as browser:
+        browser.page("Network.enable")
+        browser.page("Network.setCacheDisabled", cacheDisabled=True)
+        yield browser

@@ -13,7 +13,7 @@ from helpers import http
 
 from rjupyter import RemoteNotebook
 from rjupyter.testing import LabError, LabHost
-from rjupyter.testing._browser import Chromium, find_chromium
+from rjupyter.testing._browser import Chromium, _live_group_members, find_chromium
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 NOTEBOOK = {
@@ -96,3 +96,16 @@ def run_first_cell(browser: Chromium) -> str:
         except LabError:
             continue
     raise AssertionError("JupyterLab never ran the cell (see the screenshot in test-artifacts/)")
+
+
+def test_the_browser_leaves_nothing_behind(chromium: str) -> None:
+    # Entering a running browser again would start a second one and lose the first's PID
+    # (the benchmark once leaked a Chromium that way).
+    with Chromium(chromium) as browser:
+        assert browser._process is not None
+        assert browser._profile is not None
+        group, profile = browser._process.pid, Path(browser._profile.name)
+        with pytest.raises(LabError, match="already running"):
+            browser.__enter__()
+    assert _live_group_members(group) == []
+    assert not profile.exists()

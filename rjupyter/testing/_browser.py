@@ -85,6 +85,9 @@ class Chromium:
 
         if self._executable is None:
             raise LabError("Chromium is not installed (Debian: apt-get install chromium)")
+        if self._process is not None:
+            # Entering twice would start a second browser and lose the first one's PID.
+            raise LabError("this Chromium is already running; enter it once")
         self._profile = tempfile.TemporaryDirectory(prefix="rjupyter-chromium-")
         self._process = subprocess.Popen(  # noqa: S603 - an argv list, no shell
             [self._executable, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
