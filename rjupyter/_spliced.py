@@ -72,29 +72,39 @@ class _Sink:
         return 0
 
 
-class _WindowSignal(threading.Condition):
-    """A channel's send-window condition that also wakes the pump when the window opens (or
-    the channel closes)."""
+class _WindowSignal:
+    """Stands in for a channel's send-window condition (``Channel.out_buffer_cv``): paramiko
+    notifies it when the server opens the window or the channel closes, and then the pump is
+    woken. Nothing waits on it: the channel's timeout is 0, so a send without window raises
+    instead of waiting. (A real condition per connection costs a lock and a condition; a burst
+    of connections feels it.)"""
 
-    def __init__(self, lock: Any, connection: Connection) -> None:
-        super().__init__(lock)
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
     def notify_all(self) -> None:
-        super().notify_all()
         self._connection.pump.wake(self._connection)
 
+    notify = notify_all
 
-class _OpenSignal(threading.Event):
-    """paramiko's per-channel open event, which also wakes the pump when the server answers."""
+    def wait(self, timeout: float | None = None) -> bool:
+        return False
+
+
+class _OpenSignal:
+    """Stands in for paramiko's per-channel open event (``Transport.channel_events``): the
+    transport thread sets it when the server answers the open, and then the pump is woken."""
 
     def __init__(self, connection: Connection) -> None:
-        super().__init__()
         self._connection = connection
+        self._set = False
 
     def set(self) -> None:
-        super().set()
+        self._set = True
         self._connection.pump.wake(self._connection)
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 class Connection:
@@ -204,7 +214,7 @@ class Connection:
             channel: Any = paramiko.Channel(chanid)
             channel.settimeout(0.0)  # send raises instead of waiting for window
             channel.in_buffer = _Sink(self)
-            channel.out_buffer_cv = _WindowSignal(channel.lock, self)
+            channel.out_buffer_cv = _WindowSignal(self)
             transport._channels.put(chanid, channel)
             transport.channel_events[chanid] = self.opened
             transport.channels_seen[chanid] = True
