@@ -15,6 +15,7 @@ from rjupyter.testing import Lab
 from ._report import render_table, write_plot
 from ._rows import MiB
 from ._suite import check, measure
+from ._tools import TOOLS
 
 
 def machine() -> str:
@@ -36,11 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-jupyter", action="store_true", help="skip the Jupyter rows")
     parser.add_argument("--plot", type=Path, help="write a PNG chart of the ratios here")
     parser.add_argument("--check", action="store_true", help="correctness only, tiny sizes")
+    parser.add_argument(
+        "--check-size", type=int, default=1 * MiB, help="bytes each way per tool in --check"
+    )
+    parser.add_argument(
+        "--tools", default=",".join(TOOLS), help="comma-separated tools for --check"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rjupyter-bench-") as workdir, Lab(workdir) as lab:
         remote = lab.add_host("remote")
         if args.check:
-            for line in check(lab, remote, Path(workdir)):
+            tools = tuple(args.tools.split(","))
+            for line in check(lab, remote, Path(workdir), args.check_size, tools):
                 print(line)
             return 0
         results = measure(lab, remote, Path(workdir), args)
