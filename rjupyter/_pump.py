@@ -57,6 +57,8 @@ READ_SIZE = 1 << 18
 LINK_WAIT = 30.0
 #: Seconds allowed for the SSH server to open a channel to the remote address.
 CHANNEL_OPEN_TIMEOUT = 30.0
+#: Seconds a listener is not watched after accept() failed (e.g. out of file descriptors).
+_PAUSE = 0.1
 _TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
 #: Connections accepted per turn of the loop, so that a burst does not starve the others.
 _ACCEPTS_PER_TURN = 64
@@ -98,6 +100,7 @@ class Pump:
         self._connections: set[Connection] = set()  # pump thread only
         self._unopened: set[Connection] = set()  # of those, the ones waiting or opening
         self._next_expiry = 0.0
+        self._paused: list[tuple[float, socket.socket]] = []  # listeners not watched until then
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -158,6 +161,9 @@ class Pump:
                     pending = bool(self._woken or self._transport_changed or self._listeners)
                     self._sleeping = not pending
                 timeout = 0 if pending else 1.0 if self._unopened else None
+                if self._paused:
+                    timeout = _PAUSE if timeout is None else min(timeout, _PAUSE)
+                    self._resume_listeners()
                 ready = self._selector.select(timeout)
                 with self._lock:
                     self._sleeping = False
@@ -182,6 +188,12 @@ class Pump:
             self._selector.close()
             self._wake_reader.close()
             self._wake_writer.close()
+
+    def _resume_listeners(self) -> None:
+        now = time.monotonic()
+        for entry in [entry for entry in self._paused if entry[0] <= now]:
+            self._paused.remove(entry)
+            self._selector.register(entry[1], selectors.EVENT_READ, entry[1].fileno())
 
     def _woken_many(self) -> bool:
         with self._lock:
@@ -233,11 +245,19 @@ class Pump:
                 sock, _address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. out of file descriptors: the client sees a reset
-                logger.warning("cannot accept a connection: %s", exc)
+            except OSError as exc:
+                # Out of file descriptors, say: the listener stays readable, so stop watching
+                # it for a moment instead of spinning, and let the backlog hold the clients.
+                logger.warning("cannot accept a connection (retrying in %g s): %s", _PAUSE, exc)
+                self._selector.unregister(listener)
+                self._paused.append((time.monotonic() + _PAUSE, listener))
                 return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # the client is already gone (a reset right after connecting)
+                sock.close()
+                continue
             connection = Connection(self, sock)
             self._connections.add(connection)
             self._unopened.add(connection)

@@ -228,3 +228,18 @@ def test_connections_wait_while_the_link_is_down(
             assert not waiting.done()
         waiting.result(timeout=60)  # went through once the link was back
         assert events[-1] is True
+
+
+def test_clients_that_vanish_at_once(tunnel: Tunnel) -> None:
+    # Connections reset right after connecting (before or while the pump accepts them) must
+    # not disturb the pump: every one is cleaned up and the tunnel keeps working.
+    for _ in range(200):
+        sock = socket.create_connection(("127.0.0.1", tunnel.local_port), timeout=10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    assert wait_for(lambda: pump_connections(tunnel) == [], 15)
+    echo(tunnel.local_port, b"still works")
+    forwarder = tunnel._forwarder
+    assert forwarder is not None
+    assert forwarder._pump is not None
+    assert forwarder._pump._thread.is_alive()
