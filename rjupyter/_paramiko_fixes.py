@@ -80,16 +80,28 @@ class ReadAheadSocket(socket.socket):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._buffer = memoryview(bytearray(self.READ_AHEAD))
-        self._held = 0
-        self._taken = 0
+        #: Bytes read ahead are ``buffer[taken:end]``.
+        self.buffer = memoryview(bytearray(self.READ_AHEAD))
+        self.taken = 0
+        self.end = 0
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if flags:
             return super().recv(bufsize, flags)
-        if self._taken >= self._held:
-            self._held = self.recv_into(self._buffer)
-            self._taken = 0
-        start = self._taken
-        self._taken = min(self._held, start + bufsize)
-        return bytes(self._buffer[start : self._taken])
+        if self.taken >= self.end:
+            self.end = self.recv_into(self.buffer)
+            self.taken = 0
+        start = self.taken
+        self.taken = min(self.end, start + bufsize)
+        return bytes(self.buffer[start : self.taken])
+
+    def fill(self) -> int:
+        """Read more after the bytes held (moved to the front first), waiting up to the
+        socket's timeout; returns the count read (0 at the end of the connection)."""
+        if self.taken:
+            held = self.end - self.taken
+            self.buffer[:held] = self.buffer[self.taken : self.end]
+            self.taken, self.end = 0, held
+        count = self.recv_into(self.buffer[self.end :])
+        self.end += count
+        return count

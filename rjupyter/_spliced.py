@@ -21,6 +21,8 @@ from typing import Any, Protocol
 import paramiko
 from paramiko.common import cMSG_CHANNEL_OPEN, cMSG_CHANNEL_WINDOW_ADJUST
 
+from ._fastpath import FastPath, Sink, sender
+
 __all__ = ["Connection", "Pump", "State"]
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class State(enum.Enum):
     FINISHED = "finished"
 
 
-class _Sink:
+class _Sink(Sink):
     """Stands in for a channel's receive buffer (``Channel.in_buffer``).
 
     paramiko's transport thread calls :meth:`feed` with each data packet and :meth:`close` at
@@ -121,6 +123,7 @@ class Connection:
         self.state = State.WAITING
         self.since = time.monotonic()
         self.channel: Any = None  # paramiko.Channel, used with some of its internals
+        self.fast: FastPath | None = None  # the transport's lean path for data, if it has one
         self.opened = _OpenSignal(self)
         self.lock = threading.Lock()
         self.queued: collections.deque[bytes] = collections.deque()  # downstream, not yet written
@@ -221,6 +224,7 @@ class Connection:
             channel._set_transport(transport)
             channel._set_window(window, packet)
             self.channel = channel
+        self.fast = sender(transport)
         self.state = State.OPENING
         self.since = time.monotonic()
         transport._send_user_message(message)
@@ -250,7 +254,8 @@ class Connection:
 
     def upstream(self) -> None:
         """Read the local socket and send to the channel as far as its window allows."""
-        if not self.pending:
+        view = memoryview(self.pending)
+        if not view:
             buffer = self.pump.read_buffer
             try:
                 count = self.sock.recv_into(buffer)
@@ -259,18 +264,18 @@ class Connection:
             except OSError:
                 self.broken = True
                 return
-            data = bytes(buffer[:count])
-            if not data:
+            if not count:
                 self.local_eof = True
                 with contextlib.suppress(OSError, EOFError):
                     self.channel.shutdown_write()
                 return
-            self.pending = data
-        view = memoryview(self.pending)
+            view = buffer[:count]  # the pump's buffer: what is not sent now is copied below
         sent = 0
+        fast, channel = self.fast, self.channel
         try:
             while sent < len(view):
-                count = self.channel.send(view[sent:])  # paramiko takes any buffer
+                chunk = view[sent:]  # paramiko takes any buffer
+                count = channel.send(chunk) if fast is None else fast.send(channel, chunk)
                 if count == 0:  # the channel is closed or at EOF: nothing more goes up
                     self.local_eof = True
                     sent = len(view)
@@ -281,7 +286,7 @@ class Connection:
         except (OSError, EOFError, paramiko.SSHException):
             self.local_eof = True
             sent = len(view)
-        self.pending = self.pending[sent:]
+        self.pending = bytes(view[sent:])
 
     def wanted_events(self) -> int:
         """What to watch the socket for now."""

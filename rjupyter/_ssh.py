@@ -24,6 +24,7 @@ import paramiko
 from ._auth import AuthHandler, Credentials, authenticate
 from ._discovery import parse_host_spec
 from ._errors import RJupyterError, SSHConnectError
+from ._fastpath import install as install_fast_path
 from ._hostconfig import HostConfig, resolve_chain, resolve_host, split_chain
 from ._knownhosts import HostIdentity, check_host_key, known_key_types, load_known_hosts
 from ._liveness import Keepalive
@@ -206,6 +207,7 @@ def connect(
     with _connect_errors(host, timeout):
         transport = paramiko.Transport(_open_stream(host, via, timeout))
     install_transport_fixes(transport)
+    install_fast_path(transport)
     try:
         with _connect_errors(host, timeout):
             transport.banner_timeout = timeout

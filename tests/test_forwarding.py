@@ -19,6 +19,7 @@ from faults import dropping
 from helpers import wait_for
 
 from rjupyter import Tunnel
+from rjupyter._fastpath import FastPath, sender
 from rjupyter._link import MAX_PACKET_SIZE, MIN_WINDOW
 from rjupyter.testing import DelayProxy, Lab, LabHost, TrafficServer, ssh_config_through
 from rjupyter.testing._traffic import download, echo, upload
@@ -42,6 +43,18 @@ def test_bytes_arrive_intact_both_ways(tunnel: Tunnel) -> None:
     # Random data with a SHA-256 check: a lost, changed or reordered byte fails.
     download(tunnel.local_port, 48 * MiB)
     upload(tunnel.local_port, 48 * MiB)
+    # ... nearly all carried by the lean data path (AES-GCM is what the lab's sshd and rjupyter
+    # agree on); the server sends at most ~32 KiB per packet.
+    fast = _fast_path(tunnel)
+    assert fast.packets_in > 0.9 * 48 * MiB / (32 << 10)
+    assert fast.packets_out > 0.9 * 48 * MiB / (32 << 10)
+
+
+def _fast_path(tunnel: Tunnel) -> FastPath:
+    assert tunnel._connection is not None
+    fast = sender(tunnel._connection.transport)
+    assert fast is not None
+    return fast
 
 
 def test_both_directions_at_once(tunnel: Tunnel) -> None:
@@ -156,6 +169,7 @@ def test_key_exchanges_during_transfers(tunnel: Tunnel, caplog: pytest.LogCaptur
             echo(tunnel.local_port, b"short")
 
     transport._activate_inbound = counting
+    fast_before = _fast_path(tunnel).packets_in
     transport.packetizer.REKEY_BYTES = 1 << 18
     caplog.set_level(logging.DEBUG, logger="rjupyter._paramiko_fixes")
     try:
@@ -171,6 +185,7 @@ def test_key_exchanges_during_transfers(tunnel: Tunnel, caplog: pytest.LogCaptur
     finally:
         transport.packetizer.REKEY_BYTES = 1 << 29
     assert len(exchanges) >= 20
+    assert _fast_path(tunnel).packets_in - fast_before > 24 * MiB // (1 << 15)
     assert transport.is_active()
     assert "closed during a key exchange" in caplog.text
     echo(tunnel.local_port, b"after the exchanges")

@@ -1,0 +1,206 @@
+"""The lean CHANNEL_DATA path against paramiko's own packetizer, with no server: two transports
+joined by a socket pair, keyed alike with AES-GCM. Whatever one side sends by either path, the
+other side reads back intact and in order by either path, with sequence numbers, GCM counters
+and re-key accounting in step."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import paramiko
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from paramiko.common import MSG_CHANNEL_DATA, MSG_IGNORE, cMSG_IGNORE
+from paramiko.packet import NeedRekeyException
+
+from rjupyter._fastpath import FastPath, Sink, install
+from rjupyter._paramiko_fixes import ReadAheadSocket
+
+CHANNEL = 7  # the receiving side's channel number
+
+
+class Collecting(Sink):
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.data += data
+
+
+@dataclass
+class Side:
+    transport: Any
+    fast: FastPath
+    channel: Any = None
+    sink: Collecting = field(default_factory=Collecting)
+
+
+def _side(sock: socket.socket) -> Side:
+    transport: Any = paramiko.Transport(ReadAheadSocket.wrap(sock))
+    fast = install(transport)
+    transport.active = True  # as after a login; the transport thread is never started
+    transport.clear_to_send.set()
+    transport.packetizer._initial_kex_done = True
+    transport.packetizer.start_handshake(60)
+    transport.packetizer.complete_handshake()
+    return Side(transport, fast)
+
+
+def _key(sender: Side, receiver: Side) -> None:
+    key, iv = os.urandom(16), os.urandom(12)
+    sender.transport.packetizer.set_outbound_cipher(
+        AESGCM(key), 16, None, 16, None, aead=True, iv_out=iv
+    )
+    receiver.transport.packetizer.set_inbound_cipher(
+        AESGCM(key), 16, None, 16, None, aead=True, iv_in=iv
+    )
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Side, Side]]:
+    left_sock, right_sock = socket.socketpair()
+    left, right = _side(left_sock), _side(right_sock)
+    _key(left, right)
+    _key(right, left)
+    # left's channel 3 sends to right's channel CHANNEL, whose receive buffer is a sink.
+    channel: Any = paramiko.Channel(3)
+    channel._set_transport(left.transport)
+    channel._set_remote_channel(CHANNEL, 1 << 30, 32768)
+    channel.settimeout(0.0)
+    left.channel = channel
+    receiving: Any = paramiko.Channel(CHANNEL)
+    receiving.in_buffer = right.sink
+    right.transport._channels.put(CHANNEL, receiving)
+    right.channel = receiving
+    yield left, right
+    for side in (left, right):
+        side.transport.active = False
+        side.transport.sock.close()
+
+
+def _read_until_ignore(side: Side, until: int) -> list[tuple[int, paramiko.Message]]:
+    """Read messages (data goes to the sink) until ``until`` MSG_IGNOREs came back."""
+    returned = []
+    ignores = 0
+    while ignores < until:
+        ptype, message = side.transport.packetizer.read_message()
+        returned.append((ptype, message))
+        ignores += ptype == MSG_IGNORE
+    return returned
+
+
+def _ignore() -> paramiko.Message:
+    message = paramiko.Message()
+    message.add_byte(cMSG_IGNORE)
+    message.add_string(b"marker")
+    return message
+
+
+def test_both_paths_interleaved_arrive_intact_and_in_order(pair: tuple[Side, Side]) -> None:
+    left, right = pair
+    rng = random.Random(6)
+    sent = bytearray()
+    markers = 0
+
+    def send() -> None:
+        nonlocal markers
+        for index in range(400):
+            chunk = rng.randbytes(rng.choice([1, 17, 500, 4096, 40000]))
+            view = memoryview(chunk)
+            while view:
+                # two chunks in three by the lean path, the third by paramiko's own
+                count = left.fast.send(left.channel, view) if index % 3 else left.channel.send(view)
+                view = view[count:]
+            sent.extend(chunk)
+            if index % 50 == 0:
+                left.transport._send_user_message(_ignore())
+                markers += 1
+        left.transport._send_user_message(_ignore())
+        markers += 1
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    returned = _read_until_ignore(right, 9)
+    sender.join()
+    assert markers == 9
+    assert bytes(right.sink.data) == bytes(sent)
+    assert all(ptype == MSG_IGNORE for ptype, _ in returned)
+    assert left.fast.packets_out > 0
+    assert right.fast.packets_in > 0
+    out: Any = left.transport.packetizer
+    into: Any = right.transport.packetizer
+    assert out._Packetizer__sequence_number_out == into._Packetizer__sequence_number_in
+    assert out._Packetizer__iv_out == into._Packetizer__iv_in
+
+
+def test_what_paramiko_sends_the_lean_reader_delivers(pair: tuple[Side, Side]) -> None:
+    left, right = pair
+    left.fast.send(left.channel, b"lean ")
+    left.channel.send(b"and paramiko's")
+    left.transport._send_user_message(_ignore())
+    _read_until_ignore(right, 1)
+    assert bytes(right.sink.data) == b"lean and paramiko's"
+    assert right.fast.packets_in == 2
+
+
+def test_data_for_another_kind_of_channel_goes_to_paramiko(pair: tuple[Side, Side]) -> None:
+    left, right = pair
+    right.transport._channels.put(CHANNEL, paramiko.Channel(CHANNEL))  # no sink
+    left.fast.send(left.channel, b"for paramiko")
+    ptype, message = right.transport.packetizer.read_message()
+    assert ptype == MSG_CHANNEL_DATA
+    assert message.get_int() == CHANNEL
+    assert message.get_binary() == b"for paramiko"
+    assert message.seqno == 0
+    assert right.fast.packets_in == 0
+
+
+def test_a_closed_window_raises_and_a_sent_eof_sends_nothing(pair: tuple[Side, Side]) -> None:
+    left, _ = pair
+    left.channel.out_window_size = 10
+    assert left.fast.send(left.channel, b"x" * 100) == 10
+    with pytest.raises(TimeoutError):
+        left.fast.send(left.channel, b"more")
+    left.channel.out_window_size = 100
+    left.channel.eof_sent = True
+    assert left.fast.send(left.channel, b"after eof") == 0
+
+
+def test_re_key_counters_trigger_on_both_sides(pair: tuple[Side, Side]) -> None:
+    left, right = pair
+    left.transport.packetizer.REKEY_PACKETS = 5
+    right.transport.packetizer.REKEY_PACKETS = 5
+    for _ in range(5):
+        left.fast.send(left.channel, b"count me")
+    assert left.transport.packetizer.need_rekey()
+    left.transport._send_message(_ignore())
+    with pytest.raises(NeedRekeyException):
+        _read_until_ignore(right, 1)  # the fifth packet asked for the exchange
+    assert right.transport.packetizer.need_rekey()
+    assert right.sink.data == b"count me" * 5
+
+
+def test_a_send_waits_for_a_key_exchange_to_end(pair: tuple[Side, Side]) -> None:
+    left, right = pair
+    left.transport.clear_to_send.clear()
+    sender = threading.Thread(target=left.fast.send, args=(left.channel, b"after the exchange"))
+    sender.start()
+    sender.join(0.3)
+    assert sender.is_alive()  # still held at the gate: nothing written
+    right_sock: socket.socket = right.transport.sock
+    right_sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        right_sock.recv(1, socket.MSG_PEEK)
+    right_sock.settimeout(0.1)
+    left.transport.clear_to_send.set()
+    sender.join(10)
+    assert not sender.is_alive()
+    left.transport._send_message(_ignore())
+    _read_until_ignore(right, 1)
+    assert right.sink.data == b"after the exchange"
