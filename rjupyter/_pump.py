@@ -39,7 +39,6 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import paramiko
@@ -167,16 +166,7 @@ class Pump:
                 ready = self._selector.select(timeout)
                 with self._lock:
                     self._sleeping = False
-                drain = False
-                with self._corked(len(ready) > 1 or self._woken_many()):
-                    for key, events in ready:
-                        if key.data is None:
-                            drain = True
-                        elif isinstance(key.data, Connection):
-                            self._serve(key.data, events)
-                        else:
-                            self._accept(key.fileobj)  # type: ignore[arg-type]
-                    self._serve_woken(drain)
+                self._turn(ready)
                 if self._unopened and time.monotonic() >= self._next_expiry:
                     self._next_expiry = time.monotonic() + 0.5
                     self._expire()
@@ -189,37 +179,46 @@ class Pump:
             self._wake_reader.close()
             self._wake_writer.close()
 
+    def _turn(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        """Serve what the selector found ready, then the connections woken by other threads."""
+        drain = False
+        # A turn that serves several connections corks the SSH socket (see _cork).
+        corked = (len(ready) > 1 or len(self._woken) > 1) and self._cork(True)
+        try:
+            for key, events in ready:
+                if key.data is None:
+                    drain = True
+                elif isinstance(key.data, Connection):
+                    self._serve(key.data, events)
+                else:
+                    self._accept(key.fileobj)  # type: ignore[arg-type]
+            if drain or self._woken or self._transport_changed or self._listeners:
+                self._serve_woken(drain)  # (unlocked reads: the top of the loop
+                # looks again, under the lock, before the pump sleeps)
+        finally:
+            if corked:
+                self._cork(False)
+
     def _resume_listeners(self) -> None:
         now = time.monotonic()
         for entry in [entry for entry in self._paused if entry[0] <= now]:
             self._paused.remove(entry)
             self._selector.register(entry[1], selectors.EVENT_READ, entry[1].fileno())
 
-    def _woken_many(self) -> bool:
-        with self._lock:
-            return len(self._woken) > 1
-
-    @contextlib.contextmanager
-    def _corked(self, cork: bool) -> Iterator[None]:
-        """With ``cork``, hold back partial TCP segments on the SSH socket until the block ends:
-        the SSH packets of a turn that serves several connections (a burst of opens, data, EOFs)
-        leave in a few segments instead of one each, which saves the kernel (and sshd) a send
-        and a wake-up per packet. Linux only (TCP_CORK); a no-op elsewhere and over a jump host's
-        channel."""
+    def _cork(self, on: bool) -> bool:
+        """Cork (or uncork) the SSH socket: while corked, partial TCP segments are held back,
+        so the SSH packets of a turn that serves several connections (a burst of opens, data,
+        EOFs) leave in a few segments instead of one each, which saves the kernel (and sshd) a
+        send and a wake-up per packet. Linux only (TCP_CORK); False (nothing done) elsewhere
+        and over a jump host's channel."""
         sock = getattr(self._transport, "sock", None)
-        if not cork or _TCP_CORK is None or not isinstance(sock, socket.socket):
-            yield
-            return
+        if _TCP_CORK is None or not isinstance(sock, socket.socket):
+            return False
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
         except OSError:
-            yield
-            return
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+            return False
+        return True
 
     def _serve_woken(self, drain: bool) -> None:
         if drain:
