@@ -275,6 +275,8 @@ class Pump:
             connection.open(transport, self._remote_address, self._link.window(), self._max_packet)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self._fail(connection, f"cannot open a channel: {exc}")
+            return
+        self._watch(connection, connection.wanted_events())  # for the client's first bytes
 
     def _serve(self, connection: Connection, events: int) -> None:
         if connection.state is State.FINISHED:
@@ -284,10 +286,13 @@ class Pump:
             return
         try:
             if connection.state is State.OPENING:
+                if events & selectors.EVENT_READ:
+                    connection.read_early()  # sent by the transport thread at the answer
                 if not self._opened(connection):
+                    self._watch(connection, connection.wanted_events())
                     return
-                # The client has usually sent its request already: read it now rather than
-                # after another turn of the selector.
+                # Bytes sent after the first ones: read them now rather than after another
+                # turn of the selector.
                 events |= selectors.EVENT_READ
             if connection.state is not State.OPEN:
                 return
@@ -308,6 +313,10 @@ class Pump:
     def _opened(self, connection: Connection) -> bool:
         """Move an OPENING connection on once the server answered; False while it has not."""
         channel = connection.channel
+        if not connection.opened.is_set():  # (the answer also sends the first bytes)
+            if channel.closed:
+                self._fail(connection, "the SSH link closed")
+            return False
         if channel.active:
             self._link.observe(time.monotonic() - connection.since)
             connection.state = State.OPEN
@@ -316,7 +325,7 @@ class Pump:
             return True
         if channel.closed:
             self._fail(connection, "the SSH link closed")
-        elif connection.opened.is_set():
+        else:
             self._fail(connection, f"the SSH server refused: {channel.transport.get_exception()}")
         return False
 

@@ -95,13 +95,15 @@ class _WindowSignal:
 
 class _OpenSignal:
     """Stands in for paramiko's per-channel open event (``Transport.channel_events``): the
-    transport thread sets it when the server answers the open, and then the pump is woken."""
+    transport thread sets it when the server answers the open (or the transport ends); the
+    client's first bytes go out then, and the pump is woken."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._set = False
 
     def set(self) -> None:
+        self._connection.answered()
         self._set = True
         self._connection.pump.wake(self._connection)
 
@@ -129,7 +131,10 @@ class Connection:
         self.queued: collections.deque[bytes] = collections.deque()  # downstream, not yet written
         self.unacknowledged = 0  # bytes the local socket took whose window is not yet given back
         self.broken = False  # the local socket failed; nothing more is written to it
-        self.pending = b""  # upstream bytes read locally that the channel had no window for
+        self.pending = b""  # upstream bytes read locally, not sent yet (the pump sends them)
+        self.early = b""  # the client's first bytes, read while the channel opens (lock)
+        self.early_eof = False  # the client ended before the channel opened
+        self.answered_open = False  # the server answered the open (lock)
         self.local_eof = False
         self.shut_down_local = False
         self.events = 0  # what the selector watches the socket for
@@ -170,6 +175,30 @@ class Connection:
         if wake:
             self.pump.wake(self)
         return written
+
+    def answered(self) -> None:
+        """The server answered the open (transport thread): send the client's first bytes now,
+        rather than after a hand-off to the pump; what cannot go now is left to the pump."""
+        channel = self.channel
+        with self.lock:
+            self.answered_open = True
+            data, self.early = self.early, b""
+        if not data:
+            return
+        sent = 0
+        if channel.active and self.fast is not None and channel.transport.clear_to_send.is_set():
+            view = memoryview(data)
+            try:
+                while sent < len(view):
+                    count = self.fast.send(channel, view[sent:])
+                    if count == 0:  # closing already: the bytes have nowhere to go
+                        return
+                    sent += count
+            except (TimeoutError, OSError, EOFError, paramiko.SSHException):
+                pass  # the pump meets the same condition and handles it
+        if sent < len(data):
+            with self.lock:  # before anything the pump read after the answer
+                self.pending = data[sent:] + self.pending
 
     def acknowledge(self, count: int, *, in_transport_thread: bool = False) -> None:
         """Give ``count`` bytes of window back to the server (once enough have added up)."""
@@ -252,6 +281,25 @@ class Connection:
         if written:
             self.acknowledge(written)
 
+    def read_early(self) -> None:
+        """Read the client's first bytes while the channel opens (pump thread, once)."""
+        try:
+            count = self.sock.recv_into(self.pump.read_buffer)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.broken = True
+            return
+        if not count:
+            self.early_eof = True  # upstream() reads the end again once the channel is open
+            return
+        data = bytes(self.pump.read_buffer[:count])
+        with self.lock:
+            if self.answered_open:
+                self.pending += data
+            else:
+                self.early = data
+
     def upstream(self) -> None:
         """Read the local socket and send to the channel as far as its window allows."""
         view = memoryview(self.pending)
@@ -290,6 +338,9 @@ class Connection:
 
     def wanted_events(self) -> int:
         """What to watch the socket for now."""
+        if self.state is State.OPENING:  # one read for the first bytes, then wait
+            idle = not (self.early or self.pending or self.early_eof or self.broken)
+            return selectors.EVENT_READ if idle else 0
         events = 0
         if not self.local_eof and not self.pending and not self.channel.closed:
             events |= selectors.EVENT_READ

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import socket
 import struct
 from collections.abc import Iterator
@@ -94,6 +95,27 @@ def test_window_grows_with_the_round_trip(
             assert forwarder is not None
             assert (forwarder.link.round_trip or 0) >= 0.04
             assert forwarder.link.window() > 4 * MIN_WINDOW
+    finally:
+        proxy.close()
+
+
+def test_bytes_sent_before_the_channel_opens(
+    tmp_path: Path, lab: Lab, remote: LabHost, traffic: TrafficServer
+) -> None:
+    # Over a 40 ms link a client's first bytes (even its EOF) come long before the server answers
+    # the channel open: they are read while it opens, sent at the answer, the rest follows in
+    # order, and an EOF that came first still reaches the server.
+    proxy = DelayProxy((remote.address, remote.port), delay=0.02)
+    try:
+        config = ssh_config_through(lab, remote, proxy.port, tmp_path)
+        with Tunnel("slow", traffic.port, ssh_config=config) as slow:
+            payload = random.Random(6).randbytes(3 * MiB)  # more than one read of the socket
+            for data in (payload, b"early"):
+                with socket.create_connection(("127.0.0.1", slow.local_port), timeout=30) as sock:
+                    sock.sendall(b"SINK\n" + data)
+                    sock.shutdown(socket.SHUT_WR)
+                    answer = sock.makefile("rb").read()
+                assert answer == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n".encode()
     finally:
         proxy.close()
 
