@@ -281,14 +281,21 @@ class Connection:
         if written:
             self.acknowledge(written)
 
-    def read_early(self) -> None:
-        """Read the client's first bytes while the channel opens (pump thread, once)."""
+    def _read_local(self) -> int | None:
+        """One read of the local socket into the pump's buffer: the count (0 at its end), or
+        None when nothing is there or the socket failed (``broken``)."""
         try:
-            count = self.sock.recv_into(self.pump.read_buffer)
+            return self.sock.recv_into(self.pump.read_buffer)
         except BlockingIOError:
-            return
+            return None
         except OSError:
             self.broken = True
+            return None
+
+    def read_early(self) -> None:
+        """Read the client's first bytes while the channel opens (pump thread, once)."""
+        count = self._read_local()
+        if count is None:
             return
         if not count:
             self.early_eof = True  # upstream() reads the end again once the channel is open
@@ -304,20 +311,15 @@ class Connection:
         """Read the local socket and send to the channel as far as its window allows."""
         view = memoryview(self.pending)
         if not view:
-            buffer = self.pump.read_buffer
-            try:
-                count = self.sock.recv_into(buffer)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.broken = True
+            count = self._read_local()
+            if count is None:
                 return
             if not count:
                 self.local_eof = True
                 with contextlib.suppress(OSError, EOFError):
                     self.channel.shutdown_write()
                 return
-            view = buffer[:count]  # the pump's buffer: what is not sent now is copied below
+            view = self.pump.read_buffer[:count]  # what is not sent now is copied below
         sent = 0
         fast, channel = self.fast, self.channel
         try:

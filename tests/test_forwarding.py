@@ -83,41 +83,39 @@ def test_a_burst_of_200_connections(tunnel: Tunnel) -> None:
     assert failures == []
 
 
-def test_window_grows_with_the_round_trip(
+@pytest.fixture
+def slow_tunnel(
     tmp_path: Path, lab: Lab, remote: LabHost, traffic: TrafficServer
-) -> None:
+) -> Iterator[Tunnel]:
+    """A tunnel over a 40 ms round trip (a delaying proxy in front of the remote's sshd)."""
     proxy = DelayProxy((remote.address, remote.port), delay=0.02)
     try:
         config = ssh_config_through(lab, remote, proxy.port, tmp_path)
         with Tunnel("slow", traffic.port, ssh_config=config) as slow:
-            download(slow.local_port, 4 * MiB)
-            forwarder = slow._forwarder
-            assert forwarder is not None
-            assert (forwarder.link.round_trip or 0) >= 0.04
-            assert forwarder.link.window() > 4 * MIN_WINDOW
+            yield slow
     finally:
         proxy.close()
 
 
-def test_bytes_sent_before_the_channel_opens(
-    tmp_path: Path, lab: Lab, remote: LabHost, traffic: TrafficServer
-) -> None:
+def test_window_grows_with_the_round_trip(slow_tunnel: Tunnel) -> None:
+    download(slow_tunnel.local_port, 4 * MiB)
+    forwarder = slow_tunnel._forwarder
+    assert forwarder is not None
+    assert (forwarder.link.round_trip or 0) >= 0.04
+    assert forwarder.link.window() > 4 * MIN_WINDOW
+
+
+def test_bytes_sent_before_the_channel_opens(slow_tunnel: Tunnel) -> None:
     # Over a 40 ms link a client's first bytes (even its EOF) come long before the server answers
     # the channel open: they are read while it opens, sent at the answer, the rest follows in
     # order, and an EOF that came first still reaches the server.
-    proxy = DelayProxy((remote.address, remote.port), delay=0.02)
-    try:
-        config = ssh_config_through(lab, remote, proxy.port, tmp_path)
-        with Tunnel("slow", traffic.port, ssh_config=config) as slow:
-            payload = random.Random(6).randbytes(3 * MiB)  # more than one read of the socket
-            for data in (payload, b"early"):
-                with socket.create_connection(("127.0.0.1", slow.local_port), timeout=30) as sock:
-                    sock.sendall(b"SINK\n" + data)
-                    sock.shutdown(socket.SHUT_WR)
-                    answer = sock.makefile("rb").read()
-                assert answer == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n".encode()
-    finally:
-        proxy.close()
+    payload = random.Random(6).randbytes(3 * MiB)  # more than one read of the socket
+    for data in (payload, b"early"):
+        with socket.create_connection(("127.0.0.1", slow_tunnel.local_port), timeout=30) as sock:
+            sock.sendall(b"SINK\n" + data)
+            sock.shutdown(socket.SHUT_WR)
+            answer = sock.makefile("rb").read()
+        assert answer == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n".encode()
 
 
 def pump_connections(tunnel: Tunnel) -> list[Any]:
