@@ -40,7 +40,6 @@ import weakref
 from typing import Any
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_DATA
 from paramiko.packet import NeedRekeyException
 
 from ._paramiko_fixes import ReadAheadSocket
@@ -49,8 +48,8 @@ __all__ = ["FastPath", "Sink", "install", "sender"]
 
 _CHANNEL_DATA = 94
 _LENGTH = struct.Struct(">I")
-#: padding length, message type, recipient channel, data length
-_DATA_HEADER = struct.Struct(">BBII")
+#: message type, recipient channel, data length
+_DATA_HEADER = struct.Struct(">BII")
 _CHANNEL_AND_LENGTH = struct.Struct(">II")
 _SEQUENCE_MASK = 0xFFFFFFFF
 _RANDOM_POOL = 4096
@@ -81,7 +80,7 @@ class FastPath:
     """CHANNEL_DATA in and out of one transport, in fewer steps than paramiko's general path.
 
     Attributes:
-        packets_out: Data packets sent by this path.
+        packets_out: Packets (data or other) sent by this path.
         packets_in: Data packets delivered by this path.
     """
 
@@ -121,28 +120,37 @@ class FastPath:
             size: int = min(len(data), window, channel.out_max_packet_size - 64)
             channel.out_window_size = window - size
             recipient = channel.remote_chanid
+        self._send(_DATA_HEADER.pack(_CHANNEL_DATA, recipient, size), data[:size])
+        return size
+
+    def send_message(self, message: paramiko.Message) -> None:
+        """Send any message as ``Transport._send_user_message`` does (waiting out a key
+        exchange), framed here."""
+        self._send(message.asbytes(), b"")
+
+    def _send(self, head: bytes, data: bytes | memoryview) -> None:
+        """Send the message ``head + data`` past the key-exchange gate, framed here under
+        AES-GCM without compression, else by paramiko."""
         transport = self._transport
         gate = transport.clear_to_send_lock
         gate.acquire()
         if not (transport.clear_to_send.is_set() and transport.active):
             gate.release()
             if not self._enter_gate(transport, gate):
-                return size  # the connection is dead: paramiko drops the packet the same way
+                return  # the connection is dead: paramiko drops the message the same way
         try:
-            if packetizer._Packetizer__compress_engine_out is not None or not (
-                packetizer._Packetizer__aead_out
+            packetizer = self._packetizer
+            if (
+                packetizer._Packetizer__compress_engine_out is not None
+                or not packetizer._Packetizer__aead_out
+                or packetizer._Packetizer__dump_packets
             ):
-                message = paramiko.Message()
-                message.add_byte(cMSG_CHANNEL_DATA)
-                message.add_int(recipient)
-                message.add_string(bytes(data[:size]))
-                transport._send_message(message)
-                return size
+                transport._send_message(paramiko.Message(head + bytes(data)))
+                return
             with packetizer._Packetizer__write_lock:
-                self._write_data(packetizer, recipient, data[:size])
+                self._frame(packetizer, head, data)
         finally:
             gate.release()
-        return size
 
     @staticmethod
     def _enter_gate(transport: Any, gate: Any) -> bool:
@@ -162,13 +170,15 @@ class FastPath:
             if time.monotonic() > start + transport.clear_to_send_timeout:
                 raise paramiko.SSHException("Key-exchange timed out waiting for key negotiation")
 
-    def _write_data(self, packetizer: Any, recipient: int, data: bytes | memoryview) -> None:
-        """``Packetizer.send_message`` for one CHANNEL_DATA under AES-GCM (write lock held)."""
+    def _frame(self, packetizer: Any, head: bytes, data: bytes | memoryview) -> None:
+        """``Packetizer.send_message`` for the payload ``head + data`` under AES-GCM (write
+        lock held)."""
         block = packetizer._Packetizer__block_size_out
-        length = 9 + len(data)
+        length = len(head) + len(data)
         padding = 3 + block - ((length + 4) % block)
-        body = _DATA_HEADER.pack(padding, _CHANNEL_DATA, recipient, len(data))
-        body += data
+        body = bytes((padding,)) + head
+        if data:
+            body += data
         body += self._padding(padding)
         size = _LENGTH.pack(len(body))
         iv = packetizer._Packetizer__iv_out

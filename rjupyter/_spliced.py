@@ -48,11 +48,32 @@ class State(enum.Enum):
     FINISHED = "finished"
 
 
-class _Sink(Sink):
-    """Stands in for a channel's receive buffer (``Channel.in_buffer``).
+class _Discard(Sink):
+    """Stands in for a channel's receive buffer (``Channel.in_buffer``) and drops what comes:
+    used as the stderr buffer, which a direct-tcpip channel never gets data for (paramiko would
+    keep any forever, unread). Nothing reads from it."""
 
-    paramiko's transport thread calls :meth:`feed` with each data packet and :meth:`close` at
-    the server's EOF and when the channel closes; nothing reads from it.
+    def feed(self, data: bytes) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def read_ready(self) -> bool:
+        return False
+
+    def set_event(self, event: Any) -> None:  # fileno() is never asked for here
+        return None
+
+    def __len__(self) -> int:
+        return 0
+
+
+class _Sink(_Discard):
+    """Stands in for a channel's receive buffer and passes data to the connection.
+
+    paramiko's transport thread (or the lean path) calls :meth:`feed` with each data packet,
+    and paramiko calls :meth:`close` at the server's EOF and when the channel closes.
     """
 
     def __init__(self, connection: Connection) -> None:
@@ -63,15 +84,6 @@ class _Sink(Sink):
 
     def close(self) -> None:
         self._connection.pump.wake(self._connection)
-
-    def read_ready(self) -> bool:
-        return False
-
-    def set_event(self, event: Any) -> None:  # fileno() is never asked for here
-        return None
-
-    def __len__(self) -> int:
-        return 0
 
 
 class _WindowSignal:
@@ -109,6 +121,66 @@ class _OpenSignal:
 
     def is_set(self) -> bool:
         return self._set
+
+
+class _Inert:
+    """Stands in for the channel events paramiko sets on close and a direct-tcpip channel
+    never waits on."""
+
+    def set(self) -> None:
+        return None
+
+    def clear(self) -> None:
+        return None
+
+    def is_set(self) -> bool:
+        return False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return False
+
+
+_INERT = _Inert()
+_DISCARD = _Discard()
+_CHANNEL_LOGGER = logging.getLogger("paramiko.transport")
+
+
+class SplicedChannel(paramiko.Channel):
+    """A channel for one spliced connection, set up as ``paramiko.Channel.__init__`` does but
+    with the connection's stand-ins in place of the two receive buffers, two events and a
+    condition it would build and this path replaces or never uses (they were a third of the
+    cost of opening a connection). Its timeout is 0: a send without window raises instead of
+    waiting. A test checks it has every attribute paramiko's constructor sets."""
+
+    def __init__(self, chanid: int, connection: Connection) -> None:
+        self.chanid = chanid
+        self.remote_chanid = 0
+        self.transport = None
+        self.active = False
+        self.eof_received = 0
+        self.eof_sent = 0
+        self.in_buffer: Any = _Sink(connection)
+        self.in_stderr_buffer: Any = _DISCARD
+        self.timeout = 0.0
+        self.closed = False
+        self.ultra_debug = False
+        self.lock = threading.Lock()
+        self.out_buffer_cv: Any = _WindowSignal(connection)
+        self.in_window_size = 0
+        self.out_window_size = 0
+        self.in_max_packet_size = 0
+        self.out_max_packet_size = 0
+        self.in_window_threshold = 0
+        self.in_window_sofar = 0
+        self.status_event: Any = _INERT
+        self._name = str(chanid)
+        self.logger = _CHANNEL_LOGGER
+        self._pipe = None
+        self.event: Any = _INERT
+        self.event_ready = False
+        self.combine_stderr = False
+        self.exit_status = -1
+        self.origin_addr = None
 
 
 class Connection:
@@ -216,7 +288,15 @@ class Connection:
             message.add_byte(cMSG_CHANNEL_WINDOW_ADJUST)
             message.add_int(channel.remote_chanid)
             message.add_int(adjust)
+            self._send_message(transport, message)
+
+    def _send_message(self, transport: Any, message: paramiko.Message) -> None:
+        """Send a message (outside a key exchange, as ``_send_user_message``), by the lean path
+        when the transport has one."""
+        if self.fast is None:
             transport._send_user_message(message)
+        else:
+            self.fast.send_message(message)
 
     # -- pump thread ------------------------------------------------------------------------
 
@@ -243,10 +323,7 @@ class Connection:
             message.add_int(address[1])
             message.add_string(source[0])
             message.add_int(source[1])
-            channel: Any = paramiko.Channel(chanid)
-            channel.settimeout(0.0)  # send raises instead of waiting for window
-            channel.in_buffer = _Sink(self)
-            channel.out_buffer_cv = _WindowSignal(self)
+            channel: Any = SplicedChannel(chanid, self)
             transport._channels.put(chanid, channel)
             transport.channel_events[chanid] = self.opened
             transport.channels_seen[chanid] = True
@@ -256,7 +333,7 @@ class Connection:
         self.fast = sender(transport)
         self.state = State.OPENING
         self.since = time.monotonic()
-        transport._send_user_message(message)
+        self._send_message(transport, message)
 
     def flush(self) -> None:
         """Write queued downstream bytes the socket can take now; give their window back."""
@@ -316,8 +393,7 @@ class Connection:
                 return
             if not count:
                 self.local_eof = True
-                with contextlib.suppress(OSError, EOFError):
-                    self.channel.shutdown_write()
+                self._send_eof()
                 return
             view = self.pump.read_buffer[:count]  # what is not sent now is copied below
         sent = 0
@@ -337,6 +413,15 @@ class Connection:
             self.local_eof = True
             sent = len(view)
         self.pending = bytes(view[sent:])
+
+    def _send_eof(self) -> None:
+        """``channel.shutdown_write()``, sent by the lean path."""
+        channel = self.channel
+        with channel.lock:
+            message = channel._send_eof()  # marks the EOF sent; None if it was, or closed
+        if message is not None:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self._send_message(channel.transport, message)
 
     def wanted_events(self) -> int:
         """What to watch the socket for now."""
