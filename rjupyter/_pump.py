@@ -5,9 +5,10 @@ direction per connection, a blocking ``open_channel`` per connection, and a wake
 thread for every packet. Instead, like ``ssh`` itself, one :class:`Pump` thread per forwarder
 runs a selector over the listening socket and every local connection:
 
-- **Accept and open** in the pump thread: the ``direct-tcpip`` open is sent without waiting, and
-  the server's confirmation wakes the pump (paramiko's per-channel open event is replaced by one
-  that does). Until it comes, the local socket is not read from.
+- **Accept and open** in the pump thread: the ``direct-tcpip`` open is sent without waiting.
+  While it opens, the client's first bytes are read (once); the server's confirmation, on
+  paramiko's transport thread, sends them at once and wakes the pump (paramiko's per-channel
+  open event is replaced by one that does both).
 - **Downstream** (server to local client) runs *in paramiko's transport thread*: the channel's
   receive buffer is replaced by a :class:`_Sink` before the open is sent, so each data packet is
   written to the non-blocking local socket the moment it is decrypted. What the socket cannot
@@ -27,8 +28,10 @@ runs a selector over the listening socket and every local connection:
 This relies on paramiko internals that have not changed since paramiko 1.x: the steps of
 ``Transport.open_channel`` before its wait (``lock``, ``_next_channel``, ``_channels``,
 ``channel_events``, ``channels_seen``, ``_sanitize_*``), ``Channel.in_buffer``, ``out_buffer_cv``,
-``_set_transport``, ``_set_window``, ``_check_add_window``, ``Transport._send_user_message`` and
-``clear_to_send``. The forwarding tests exercise each of them.
+``_set_window``, ``_check_add_window``, ``_send_eof``, ``Transport._send_user_message`` and
+``clear_to_send``; :mod:`._fastpath` lists what it uses of the packetizer, and
+:class:`~._spliced.SplicedChannel` sets up channels without paramiko's constructor. The
+forwarding tests exercise each of them.
 """
 
 from __future__ import annotations
@@ -241,7 +244,7 @@ class Pump:
     def _accept(self, listener: socket.socket) -> None:
         for _ in range(_ACCEPTS_PER_TURN):
             try:
-                sock, _address = listener.accept()
+                sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -257,7 +260,7 @@ class Pump:
             except OSError:  # the client is already gone (a reset right after connecting)
                 sock.close()
                 continue
-            connection = Connection(self, sock)
+            connection = Connection(self, sock, address[:2])
             self._connections.add(connection)
             self._unopened.add(connection)
             self._start(connection)

@@ -190,9 +190,10 @@ class Connection:
     guarded by ``lock``; everything else belongs to the pump thread.
     """
 
-    def __init__(self, pump: Pump, sock: socket.socket) -> None:
+    def __init__(self, pump: Pump, sock: socket.socket, peer: tuple[str, int]) -> None:
         self.pump = pump
         self.sock = sock
+        self.peer = peer  # the client's address, told to the server as the originator
         self.label = str(next(_labels))
         self.state = State.WAITING
         self.since = time.monotonic()
@@ -306,7 +307,7 @@ class Connection:
         The steps of ``Transport.open_channel`` up to its wait, with this connection's sink,
         window signal and open signal in place before the server can answer.
         """
-        source = self.sock.getpeername()[:2]
+        source = self.peer
         if not transport.is_active():
             raise paramiko.SSHException("SSH session not active")
         message = paramiko.Message()
@@ -327,7 +328,7 @@ class Connection:
             transport._channels.put(chanid, channel)
             transport.channel_events[chanid] = self.opened
             transport.channels_seen[chanid] = True
-            channel._set_transport(transport)
+            channel.transport = transport  # (_set_transport would look its logger up again)
             channel._set_window(window, packet)
             self.channel = channel
         self.fast = sender(transport)
