@@ -5,6 +5,7 @@ and re-key accounting in step."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 
 import paramiko
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from paramiko.common import MSG_CHANNEL_DATA, MSG_IGNORE, cMSG_IGNORE
 from paramiko.packet import NeedRekeyException
@@ -212,3 +214,35 @@ def test_a_spliced_channel_has_every_attribute_paramiko_sets() -> None:
     # an attribute there, this fails before a forwarded connection meets the missing attribute.
     connection: Any = None  # only handed to the stand-ins
     assert set(vars(SplicedChannel(5, connection))) == set(vars(paramiko.Channel(5)))
+
+
+def test_another_cipher_goes_by_paramiko_both_ways() -> None:
+    # AES-CTR with HMAC (a server without AES-GCM): nothing is framed or read by the lean path.
+    left_sock, right_sock = socket.socketpair()
+    left, right = _side(left_sock), _side(right_sock)
+    key, iv, mac_key = os.urandom(16), os.urandom(16), os.urandom(32)
+    aes = algorithms.AES(key)
+    left.transport.packetizer.set_outbound_cipher(
+        Cipher(aes, modes.CTR(iv)).encryptor(), 16, hashlib.sha256, 32, mac_key, sdctr=True
+    )
+    right.transport.packetizer.set_inbound_cipher(
+        Cipher(aes, modes.CTR(iv)).decryptor(), 16, hashlib.sha256, 32, mac_key
+    )
+    channel: Any = paramiko.Channel(3)
+    channel._set_transport(left.transport)
+    channel._set_remote_channel(CHANNEL, 1 << 20, 32768)
+    receiving: Any = paramiko.Channel(CHANNEL)
+    receiving.in_buffer = right.sink
+    right.transport._channels.put(CHANNEL, receiving)
+    try:
+        assert left.fast.send(channel, b"by paramiko") == len(b"by paramiko")
+        ptype, message = right.transport.packetizer.read_message()
+        assert ptype == MSG_CHANNEL_DATA
+        assert message.get_int() == CHANNEL
+        assert message.get_binary() == b"by paramiko"
+        assert left.fast.packets_out == 0
+        assert right.fast.packets_in == 0
+    finally:
+        for side in (left, right):
+            side.transport.active = False
+            side.transport.sock.close()
