@@ -26,13 +26,16 @@ compression, packet dumps, a key exchange in progress or expected packets, the h
 packet not yet whole in the buffer, a timeout or the end of the connection, a connection
 through a jump host (no read-ahead socket).
 
-It relies on the packetizer's private state (``_Packetizer__*``), unchanged from paramiko 3.2
-(AES-GCM support) to 5.1; the forwarding tests (re-keying every 256 KiB under load, SHA-256
-checked transfers both ways) run over this path.
+It relies on the packetizer's private state (``_Packetizer__*``, listed in
+:data:`_PACKETIZER_STATE`), unchanged from paramiko 3.2 (AES-GCM support) to 5.1; a paramiko
+without it gets no lean path (:func:`install` returns None) and works as before. The forwarding
+tests (re-keying every 256 KiB under load, SHA-256 checked transfers both ways) run over this
+path.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import time
@@ -45,6 +48,8 @@ from paramiko.packet import NeedRekeyException
 from ._paramiko_fixes import ReadAheadSocket
 
 __all__ = ["FastPath", "Sink", "install", "sender"]
+
+logger = logging.getLogger(__name__)
 
 _CHANNEL_DATA = 94
 _LENGTH = struct.Struct(">I")
@@ -64,8 +69,60 @@ class Sink:
         raise NotImplementedError
 
 
-def install(transport: paramiko.Transport) -> FastPath:
-    """Put the fast path on ``transport`` (before it starts)."""
+#: What the lean path uses of a packetizer and a transport beyond their public API.
+_PRIVATE = (
+    "aead_in",
+    "aead_out",
+    "block_engine_in",
+    "block_engine_out",
+    "block_size_out",
+    "compress_engine_in",
+    "compress_engine_out",
+    "dump_packets",
+    "handshake_complete",
+    "iv_in",
+    "iv_out",
+    "keepalive_last",
+    "mac_size_in",
+    "need_rekey",
+    "received_bytes",
+    "received_bytes_overflow",
+    "received_packets",
+    "received_packets_overflow",
+    "remainder",
+    "sent_bytes",
+    "sent_packets",
+    "sequence_number_in",
+    "sequence_number_out",
+    "write_lock",
+)
+_PACKETIZER_STATE = (
+    *("_Packetizer__" + name for name in _PRIVATE),
+    "_initial_kex_done",
+    "_trigger_rekey",
+    "REKEY_BYTES",
+    "REKEY_PACKETS",
+)
+_TRANSPORT_STATE = (
+    "clear_to_send",
+    "clear_to_send_lock",
+    "clear_to_send_timeout",
+    "_channels",
+    "_expected_packet",
+    "in_kex",
+    "_send_message",
+)
+
+
+def install(transport: paramiko.Transport) -> FastPath | None:
+    """Put the fast path on ``transport`` (before it starts); None, and paramiko's own path
+    throughout, if this paramiko does not keep the state the lean path works with."""
+    packetizer = getattr(transport, "packetizer", None)
+    if not all(hasattr(packetizer, name) for name in _PACKETIZER_STATE) or not all(
+        hasattr(transport, name) for name in _TRANSPORT_STATE
+    ):
+        logger.debug("paramiko %s: no lean data path", paramiko.__version__)
+        return None
     fast = FastPath(transport)
     _ALL[transport] = fast
     return fast

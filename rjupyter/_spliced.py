@@ -150,7 +150,8 @@ class SplicedChannel(paramiko.Channel):
     with the connection's stand-ins in place of the two receive buffers, two events and a
     condition it would build and this path replaces or never uses (they were a third of the
     cost of opening a connection). Its timeout is 0: a send without window raises instead of
-    waiting. A test checks it has every attribute paramiko's constructor sets."""
+    waiting. A test checks it has every attribute paramiko's constructor sets, and where a
+    paramiko release sets more, paramiko's own channel is used instead (:func:`_new_channel`)."""
 
     def __init__(self, chanid: int, connection: Connection) -> None:
         self.chanid = chanid
@@ -181,6 +182,27 @@ class SplicedChannel(paramiko.Channel):
         self.combine_stderr = False
         self.exit_status = -1
         self.origin_addr = None
+
+
+def _matches_paramiko() -> bool:
+    """Whether :class:`SplicedChannel` sets what this paramiko's ``Channel()`` sets."""
+    connection: Any = None
+    return set(vars(SplicedChannel(0, connection))) == set(vars(paramiko.Channel(0)))
+
+
+_LEAN_CHANNEL = _matches_paramiko()
+
+
+def _new_channel(chanid: int, connection: Connection) -> Any:
+    """A channel for ``connection``: a :class:`SplicedChannel`, or paramiko's own with the
+    stand-ins put in if this paramiko's constructor sets something SplicedChannel does not."""
+    if _LEAN_CHANNEL:
+        return SplicedChannel(chanid, connection)
+    channel: Any = paramiko.Channel(chanid)
+    channel.settimeout(0.0)
+    channel.in_buffer = _Sink(connection)
+    channel.out_buffer_cv = _WindowSignal(connection)
+    return channel
 
 
 class Connection:
@@ -324,7 +346,7 @@ class Connection:
             message.add_int(address[1])
             message.add_string(source[0])
             message.add_int(source[1])
-            channel: Any = SplicedChannel(chanid, self)
+            channel = _new_channel(chanid, self)
             transport._channels.put(chanid, channel)
             transport.channel_events[chanid] = self.opened
             transport.channels_seen[chanid] = True

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from paramiko.common import MSG_CHANNEL_DATA, MSG_IGNORE, cMSG_IGNORE
 from paramiko.packet import NeedRekeyException
 
-from rjupyter._fastpath import FastPath, Sink, install
+from rjupyter._fastpath import FastPath, Sink, install, sender
 from rjupyter._paramiko_fixes import ReadAheadSocket
 from rjupyter._spliced import SplicedChannel
 
@@ -52,6 +52,7 @@ def _side(sock: socket.socket) -> Side:
     transport.packetizer._initial_kex_done = True
     transport.packetizer.start_handshake(60)
     transport.packetizer.complete_handshake()
+    assert fast is not None
     return Side(transport, fast)
 
 
@@ -246,3 +247,18 @@ def test_another_cipher_goes_by_paramiko_both_ways() -> None:
         for side in (left, right):
             side.transport.active = False
             side.transport.sock.close()
+
+
+def test_a_paramiko_without_the_state_gets_no_lean_path() -> None:
+    # A paramiko release that renamed what the lean path works with: paramiko's path throughout.
+    left_sock, _right_sock = socket.socketpair()
+    transport: Any = paramiko.Transport(ReadAheadSocket.wrap(left_sock))
+    original = transport.packetizer.read_message
+    del transport.packetizer._Packetizer__iv_in
+    try:
+        assert install(transport) is None
+        assert sender(transport) is None
+        assert transport.packetizer.read_message == original
+    finally:
+        transport.sock.close()
+        _right_sock.close()

@@ -15,11 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 from faults import dropping
 from helpers import wait_for
 
-from rjupyter import Tunnel
+from rjupyter import Tunnel, _fastpath, _spliced
 from rjupyter._fastpath import FastPath, sender
 from rjupyter._link import MAX_PACKET_SIZE, MIN_WINDOW
 from rjupyter.testing import DelayProxy, Lab, LabHost, TrafficServer, ssh_config_through
@@ -168,6 +169,26 @@ def test_a_client_reset_closes_the_channel(tunnel: Tunnel) -> None:
     assert wait_for(lambda: pump_connections(tunnel) == [], 10)
     assert wait_for(lambda: len(transport._channels.values()) == channels_before, 10)
     echo(tunnel.local_port, b"still works")
+
+
+def test_paramiko_s_own_path_when_its_internals_differ(
+    lab: Lab, remote: LabHost, traffic: TrafficServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A paramiko release whose packetizer or Channel() differ from what the lean parts expect:
+    # the forwarder uses paramiko's framing and channels, and bytes still arrive intact.
+    monkeypatch.setattr(_fastpath, "_PACKETIZER_STATE", (*_fastpath._PACKETIZER_STATE, "_gone"))
+    monkeypatch.setattr(_spliced, "_LEAN_CHANNEL", False)
+    with Tunnel(remote.name, traffic.port, ssh_config=lab.ssh_config) as plain:
+        assert plain._connection is not None
+        assert sender(plain._connection.transport) is None
+        download(plain.local_port, 8 * MiB)
+        upload(plain.local_port, 8 * MiB)
+        with socket.create_connection(("127.0.0.1", plain.local_port), timeout=30) as sock:
+            sock.sendall(b"ECHO\nping")
+            assert sock.recv(4) == b"ping"
+            (connection,) = pump_connections(plain)
+            assert type(connection.channel) is paramiko.Channel
+        echo(plain.local_port, b"x" * 512, rounds=3)
 
 
 def test_key_exchanges_during_transfers(tunnel: Tunnel, caplog: pytest.LogCaptureFixture) -> None:
