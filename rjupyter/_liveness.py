@@ -42,7 +42,8 @@ def probe(transport: paramiko.Transport) -> bool:
     Blocks until either happens (no timeout: a silent peer blocks it; call from a thread).
     """
     with _request_lock(transport):
-        transport.global_request(_REQUEST, wait=True)
+        if not _request(transport):
+            return False
     return bool(transport.is_active())
 
 
@@ -54,11 +55,21 @@ def round_trip(transport: paramiko.Transport, *, wait: float = 5.0) -> float | N
         return None
     try:
         start = time.monotonic()
-        transport.global_request(_REQUEST, wait=True)
+        answered = _request(transport)
         elapsed = time.monotonic() - start
     finally:
         lock.release()
-    return elapsed if transport.is_active() else None
+    return elapsed if answered and transport.is_active() else None
+
+
+def _request(transport: paramiko.Transport) -> bool:
+    """One keepalive request, waiting for its reply; False if the transport closed under it
+    (paramiko raises then when the close races the send)."""
+    try:
+        transport.global_request(_REQUEST, wait=True)
+    except (EOFError, OSError, paramiko.SSHException):
+        return False
+    return True
 
 
 class Keepalive:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import paramiko
 import pytest
 
 from rjupyter import SSHConnectError
+from rjupyter._liveness import probe, round_trip
 from rjupyter._ssh import ConnectOptions, Deadline, open_connection
 from rjupyter.testing import Lab, LabHost
 
@@ -81,3 +85,17 @@ def test_healthy_connection_checks_clean(lab: Lab, remote: LabHost) -> None:
         assert connection.host.alive_interval == 15.0  # rjupyter's default when unset
     finally:
         connection.close()
+
+
+def test_a_probe_racing_a_close_reports_the_close() -> None:
+    # The transport is still marked active but its socket is gone (a close racing the probe):
+    # paramiko raises EOFError from the send; the probes say "closed" instead of raising in
+    # their threads.
+    left, right = socket.socketpair()
+    transport: Any = paramiko.Transport(left)
+    transport.active = True
+    transport.clear_to_send.set()
+    right.close()
+    left.close()
+    assert round_trip(transport) is None
+    assert probe(transport) is False
