@@ -99,6 +99,7 @@ _PRIVATE = (
 _PACKETIZER_STATE = (
     *("_Packetizer__" + name for name in _PRIVATE),
     "_initial_kex_done",
+    "_inc_iv_counter",
     "_trigger_rekey",
     "REKEY_BYTES",
     "REKEY_PACKETS",
@@ -162,10 +163,8 @@ class FastPath:
     def send(self, channel: Any, data: bytes | memoryview) -> int:
         """Send what one packet and the window allow of ``data``, as ``channel.send`` does on a
         channel with timeout 0: returns the count sent (0 once the channel is closing), raises
-        :class:`TimeoutError` when the window is shut."""
-        packetizer = self._packetizer
-        if not packetizer._Packetizer__aead_out or packetizer._Packetizer__dump_packets:
-            return int(channel.send(data))
+        :class:`TimeoutError` when the window is shut. (Under another cipher the window is
+        taken here all the same, and paramiko frames the packet.)"""
         with channel.lock:
             if channel.closed:
                 raise OSError("Socket is closed")
@@ -201,7 +200,7 @@ class FastPath:
                 packetizer._Packetizer__compress_engine_out is not None
                 or not packetizer._Packetizer__aead_out
                 or packetizer._Packetizer__dump_packets
-            ):
+            ):  # paramiko frames it (and compresses, adds a MAC, dumps)
                 transport._send_message(paramiko.Message(head + bytes(data)))
                 return
             with packetizer._Packetizer__write_lock:
@@ -240,13 +239,10 @@ class FastPath:
         size = _LENGTH.pack(len(body))
         iv = packetizer._Packetizer__iv_out
         out = size + packetizer._Packetizer__block_engine_out.encrypt(iv, body, size)
-        packetizer._Packetizer__iv_out = iv[:4] + (int.from_bytes(iv[4:], "big") + 1).to_bytes(
-            8, "big"
+        packetizer._Packetizer__iv_out = packetizer._inc_iv_counter(iv)
+        packetizer._Packetizer__sequence_number_out = _following(
+            packetizer, packetizer._Packetizer__sequence_number_out
         )
-        sequence = (packetizer._Packetizer__sequence_number_out + 1) & _SEQUENCE_MASK
-        if sequence == 0 and not packetizer._initial_kex_done:
-            raise paramiko.SSHException("Sequence number rolled over during initial kex!")
-        packetizer._Packetizer__sequence_number_out = sequence
         self._write(packetizer, out)
         packetizer._Packetizer__sent_bytes += len(out)
         packetizer._Packetizer__sent_packets += 1
@@ -319,9 +315,7 @@ class FastPath:
                 iv, buffer[start + 4 : end], buffer[start : start + 4]
             )
             sock.taken = end
-            packetizer._Packetizer__iv_in = iv[:4] + (int.from_bytes(iv[4:], "big") + 1).to_bytes(
-                8, "big"
-            )
+            packetizer._Packetizer__iv_in = packetizer._inc_iv_counter(iv)
             sequence = packetizer._Packetizer__sequence_number_in
             self._count_in(packetizer, sequence, whole)
             stop = len(plain) - plain[0]  # the payload ends before the padding
@@ -349,10 +343,7 @@ class FastPath:
     @staticmethod
     def _count_in(packetizer: Any, sequence: int, raw_size: int) -> None:
         """``read_message``'s sequence number and re-key accounting for one packet."""
-        following = (sequence + 1) & _SEQUENCE_MASK
-        if following == 0 and not packetizer._initial_kex_done:
-            raise paramiko.SSHException("Sequence number rolled over during initial kex!")
-        packetizer._Packetizer__sequence_number_in = following
+        packetizer._Packetizer__sequence_number_in = _following(packetizer, sequence)
         packetizer._Packetizer__received_bytes += raw_size
         packetizer._Packetizer__received_packets += 1
         if packetizer._Packetizer__need_rekey:
@@ -372,3 +363,12 @@ class FastPath:
             packetizer._Packetizer__received_bytes_overflow = 0
             packetizer._Packetizer__received_packets_overflow = 0
             packetizer._trigger_rekey()
+
+
+def _following(packetizer: Any, sequence: int) -> int:
+    """The sequence number after ``sequence``, as the packetizer counts (it wraps at 2**32,
+    which must not happen before the first key exchange is done)."""
+    following = (sequence + 1) & _SEQUENCE_MASK
+    if following == 0 and not packetizer._initial_kex_done:
+        raise paramiko.SSHException("Sequence number rolled over during initial kex!")
+    return following
