@@ -8,7 +8,6 @@
 
 import logging
 
-from ._api import RemoteNotebook, ServerHandle
 from ._errors import (
     AuthenticationError,
     CellExecutionError,
@@ -27,12 +26,13 @@ from ._errors import (
     TransferError,
     TunnelError,
 )
-from ._forward import Tunnel
-from ._kernel import Kernel
-from ._messages import ExecutionResult
-from ._runner import CellProgress, execute_notebook, parse_parameter_value
-from ._servers import ServerRecord, list_servers, stop_server
-from ._slurm import Slurm
+from ._forward._tunnel import Tunnel
+from ._jupyter._kernel import Kernel
+from ._jupyter._runner import CellProgress, execute_notebook, parse_parameter_value
+from ._launch._slurm import Slurm
+from ._notebook import RemoteNotebook, ServerHandle
+from ._results import ExecutionResult
+from ._server._inventory import ServerRecord, list_servers, stop_server
 
 __version__ = "0.1.0"
 

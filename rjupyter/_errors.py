@@ -27,13 +27,12 @@ boundaries and kept as ``__cause__``.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
+
+from ._results import ExecutionResult, strip_ansi
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
-
-    from ._messages import ExecutionResult
 
 __all__ = [
     "AuthenticationError",
@@ -53,19 +52,6 @@ __all__ = [
     "TransferError",
     "TunnelError",
 ]
-
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
-
-
-def strip_ansi(text: str) -> str:
-    """Remove the terminal colour codes IPython puts in tracebacks."""
-    return _ANSI_ESCAPE.sub("", text)
-
-
-def add_note(exc: BaseException, note: str) -> None:
-    """Attach ``note`` to ``exc`` (shown under its traceback) where Python supports notes."""
-    if hasattr(exc, "add_note"):
-        exc.add_note(note)
 
 
 class RJupyterError(Exception):

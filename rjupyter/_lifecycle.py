@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from ._errors import RJupyterError, add_note
+from ._errors import RJupyterError
 
-__all__ = ["ClosingContext"]
+__all__ = ["ClosingContext", "add_note"]
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach ``note`` to ``exc`` (shown under its traceback) where Python supports notes."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
 
 
 class ClosingContext:

@@ -14,7 +14,8 @@ import pytest
 from helpers import host_block, http, keygen, wait_for
 
 from rjupyter import AuthenticationError, RemoteNotebook
-from rjupyter._ssh import ConnectOptions, Deadline, SSHConnection, open_connection
+from rjupyter._deadline import Deadline
+from rjupyter._ssh._connection import ConnectOptions, SSHConnection, open_connection
 from rjupyter.testing import Lab, LabHost
 
 

@@ -13,7 +13,8 @@ from faults import dropping
 from helpers import host_block, keygen
 
 from rjupyter import HostKeyError, SSHConnectError
-from rjupyter._ssh import ConnectOptions, Deadline, open_connection
+from rjupyter._deadline import Deadline
+from rjupyter._ssh._connection import ConnectOptions, open_connection
 from rjupyter.testing import Lab, LabHost
 
 

@@ -9,7 +9,7 @@ import paramiko
 import pytest
 
 from rjupyter import HostKeyError
-from rjupyter._knownhosts import HostIdentity, check_host_key, load_known_hosts
+from rjupyter._ssh._knownhosts import HostIdentity, check_host_key, load_known_hosts
 
 
 def identity(path: Path, name: str, policy: str = "reject") -> HostIdentity:

@@ -13,8 +13,9 @@ import paramiko
 import pytest
 
 from rjupyter import SSHConnectError
-from rjupyter._liveness import probe, round_trip
-from rjupyter._ssh import ConnectOptions, Deadline, open_connection
+from rjupyter._deadline import Deadline
+from rjupyter._ssh._connection import ConnectOptions, open_connection
+from rjupyter._ssh._liveness import probe, round_trip
 from rjupyter.testing import Lab, LabHost
 
 

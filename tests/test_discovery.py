@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rjupyter._discovery import (
-    HostSpec,
-    StartupParser,
-    parse_host_spec,
-    redact,
-    split_base_url,
-)
-from rjupyter._servers import app_of
+from rjupyter._server._inventory import app_of
+from rjupyter._server._startup import StartupParser, redact, split_base_url
+from rjupyter._ssh._hostspec import HostSpec, parse_host_spec
 
 TOKEN = "3f73270c577f87a4334631d27a39192d9d11b958293d4d70"
 

@@ -20,9 +20,10 @@ import pytest
 from faults import dropping
 from helpers import wait_for
 
-from rjupyter import Tunnel, _fastpath, _spliced
-from rjupyter._fastpath import FastPath, sender
-from rjupyter._link import MAX_PACKET_SIZE, MIN_WINDOW
+from rjupyter import Tunnel
+from rjupyter._paramiko import _fastpath, _spliced
+from rjupyter._forward._windows import MAX_PACKET_SIZE, MIN_WINDOW
+from rjupyter._paramiko._fastpath import FastPath, sender
 from rjupyter.testing import DelayProxy, Lab, LabHost, TrafficServer, ssh_config_through
 from rjupyter.testing._procs import stop_pids
 from rjupyter.testing._traffic import download, echo, upload
@@ -213,7 +214,7 @@ def test_key_exchanges_during_transfers(tunnel: Tunnel, caplog: pytest.LogCaptur
     transport._activate_inbound = counting
     fast_before = _fast_path(tunnel).packets_in
     transport.packetizer.REKEY_BYTES = 1 << 18
-    caplog.set_level(logging.DEBUG, logger="rjupyter._paramiko_fixes")
+    caplog.set_level(logging.DEBUG, logger="rjupyter._paramiko._fixes")
     try:
         with ThreadPoolExecutor(4) as pool:
             jobs = [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rjupyter._scripts import build_script, remote_path
+from rjupyter._server._scripts import build_script, remote_path
 
 HOSTILE = [
     "it's a dir",

@@ -21,7 +21,7 @@ from rjupyter import (
     RemoteNotebook,
     parse_parameter_value,
 )
-from rjupyter._runner import inject_parameters, read_notebook
+from rjupyter._jupyter._runner import inject_parameters, read_notebook
 from rjupyter.testing import Lab, LabHost
 
 PLOT = (

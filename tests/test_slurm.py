@@ -22,7 +22,7 @@ import pytest
 from helpers import http, run_example, run_in_kernel
 
 from rjupyter import JobError, RemoteNotebook, Slurm
-from rjupyter._slurm import parse_job
+from rjupyter._launch._slurm import parse_job
 from rjupyter.testing import Lab
 from rjupyter.testing._slurm import SlurmCluster, slurm_available
 

@@ -10,8 +10,8 @@ import pytest
 
 from rjupyter import SSHConnectError
 from rjupyter._errors import HostKeyError
-from rjupyter._knownhosts import HostIdentity, KnownHost, check_host_key, fingerprint
-from rjupyter._ssh import resolve_host
+from rjupyter._ssh._connection import resolve_host
+from rjupyter._ssh._knownhosts import HostIdentity, KnownHost, check_host_key, fingerprint
 
 CONFIG = """
 Host gpu-box

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rjupyter._sshconfig import FIELDS, ConfigError, parse_config, resolve_config, ssh_g
+from rjupyter._ssh._config import FIELDS, ConfigError, parse_config, resolve_config, ssh_g
 
 CORPUS = Path(__file__).parent / "data" / "ssh_config_corpus"
 CASES = sorted(path.name for path in CORPUS.iterdir() if path.is_dir())

@@ -1,0 +1,5 @@
+"""The ``rjupyter`` command: a thin shell over the library (nothing in the library imports it)."""
+
+from ._commands import main
+
+__all__ = ["main"]

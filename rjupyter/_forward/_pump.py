@@ -1,0 +1,371 @@
+"""Moving bytes between local sockets and SSH channels: one thread for all connections.
+
+Handing each connection to its own threads costs more than the bytes: a thread start per
+direction per connection, a blocking ``open_channel`` per connection, and a wake-up of another
+thread for every packet. Instead, like ``ssh`` itself, one :class:`Pump` thread per forwarder
+runs a selector over the listening socket and every local connection:
+
+- **Accept and open** in the pump thread: the ``direct-tcpip`` open is sent without waiting.
+  While it opens, the client's first bytes are read (once); the server's confirmation, on
+  paramiko's transport thread, sends them at once and wakes the pump (paramiko's per-channel
+  open event is replaced by one that does both).
+- **Downstream** (server to local client) runs *in paramiko's transport thread*: the channel's
+  receive buffer is replaced by a :class:`_Sink` before the open is sent, so each data packet is
+  written to the non-blocking local socket the moment it is decrypted. What the socket cannot
+  take now is queued and written by the pump when the socket drains. Window is given back only
+  for bytes the local socket took, so a slow local reader holds back the server (at most one
+  window per connection is queued here) and the transport thread never blocks on a local socket.
+  A WINDOW_ADJUST is not sent from the transport thread during a key exchange (it would wait for
+  the exchange that only that thread can finish); the pump sends it then.
+- **Upstream** (local client to server) in the pump thread; a channel with no send window left is
+  not read from until the server opens the window again (paramiko's window condition is replaced
+  by one that also wakes the pump).
+- **Half-close** is kept: an EOF one way shuts down only that way. A channel the server closes
+  ends the local connection once the queued bytes are written; a local reset closes the channel.
+- **While the link is down** (a reconnect in progress) accepted connections wait, up to
+  :data:`LINK_WAIT` seconds, for :meth:`Pump.use_transport`.
+
+This relies on paramiko internals that have not changed since paramiko 1.x: the steps of
+``Transport.open_channel`` before its wait (``lock``, ``_next_channel``, ``_channels``,
+``channel_events``, ``channels_seen``, ``_sanitize_*``), ``Channel.in_buffer``, ``out_buffer_cv``,
+``_set_window``, ``_check_add_window``, ``_send_eof``, ``Transport._send_user_message`` and
+``clear_to_send``; :mod:`._fastpath` lists what it uses of the packetizer, and
+:class:`~._spliced.SplicedChannel` sets up channels without paramiko's constructor. The
+forwarding tests exercise each of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import threading
+import time
+from typing import Any
+
+import paramiko
+
+from .._paramiko._spliced import Connection, State
+from ._windows import LinkEstimate
+
+__all__ = ["CHANNEL_OPEN_TIMEOUT", "LINK_WAIT", "READ_SIZE", "Pump"]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes asked for per read of a local socket.
+READ_SIZE = 1 << 18
+#: Seconds a new local connection waits for the SSH link while it is being re-established.
+LINK_WAIT = 30.0
+#: Seconds allowed for the SSH server to open a channel to the remote address.
+CHANNEL_OPEN_TIMEOUT = 30.0
+#: Seconds a listener is not watched after accept() failed (e.g. out of file descriptors).
+_PAUSE = 0.1
+_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
+#: Connections accepted per turn of the loop, so that a burst does not starve the others.
+_ACCEPTS_PER_TURN = 64
+
+
+class Pump:
+    """The thread that accepts, opens and serves every connection of one forwarder.
+
+    Args:
+        name: The thread's name.
+        remote_address: ``(host, port)`` as seen from the SSH server.
+        link: The link's round trip: sizes each channel's window, and learns from open times.
+        max_packet: The largest SSH packet the server may send us.
+    """
+
+    def __init__(
+        self, name: str, remote_address: tuple[str, int], link: LinkEstimate, max_packet: int
+    ) -> None:
+        self._remote_address = remote_address
+        self._link = link
+        # Upstream reads land here (pump thread only): recv() of a large size allocates, and
+        # maps and unmaps, that much on every call, which costs more than the read itself.
+        self.read_buffer = memoryview(bytearray(READ_SIZE))
+        self._max_packet = max_packet
+        self._selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._woken: dict[Connection, None] = {}
+        self._signalled = False  # a wake-up byte is on its way
+        self._sleeping = False  # the pump is (about to be) blocked in select
+        self._closing = False
+        self._transport: Any = None
+        self._broken: str | None = None
+        self._transport_changed = False
+        self._listeners: list[socket.socket] = []
+        self._connections: set[Connection] = set()  # pump thread only
+        self._unopened: set[Connection] = set()  # of those, the ones waiting or opening
+        self._next_expiry = 0.0
+        self._paused: list[tuple[float, socket.socket]] = []  # listeners not watched until then
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- any thread ---------------------------------------------------------------------------
+
+    def listen(self, sock: socket.socket) -> None:
+        """Accept connections on the listening ``sock`` (the caller keeps and closes it)."""
+        sock.setblocking(False)
+        with self._lock:
+            self._listeners.append(sock)
+        self.wake(None)
+
+    def use_transport(self, transport: paramiko.Transport) -> None:
+        """Open channels over ``transport`` from now on; connections waiting for the link go."""
+        with self._lock:
+            self._transport = transport
+            self._transport_changed = True
+        self.wake(None)
+
+    def give_up(self, reason: str) -> None:
+        """The link will not come back: close waiting and new connections, saying why."""
+        with self._lock:
+            self._broken = reason
+            self._transport_changed = True
+        self.wake(None)
+
+    def wake(self, connection: Connection | None) -> None:
+        """Have the pump look at ``connection`` (or its own state) soon; never blocks."""
+        with self._lock:
+            if connection is not None:
+                self._woken[connection] = None
+            # A busy pump looks at the woken connections before it next sleeps: no byte, no
+            # system call, no thread switch (a burst of connections wakes it thousands of times).
+            if self._signalled or not self._sleeping or self._closing:
+                return
+            self._signalled = True
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            self._wake_writer.send(b"\0")
+
+    def close(self) -> None:
+        """Stop accepting, end every connection (sockets and channels) and the thread;
+        idempotent."""
+        with self._lock:
+            already = self._closing
+            self._closing = True
+        if not already:
+            with contextlib.suppress(OSError):
+                self._wake_writer.send(b"\0")
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    # -- pump thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._closing:
+                with self._lock:
+                    pending = bool(self._woken or self._transport_changed or self._listeners)
+                    self._sleeping = not pending
+                timeout = 0 if pending else 1.0 if self._unopened else None
+                if self._paused:
+                    timeout = _PAUSE if timeout is None else min(timeout, _PAUSE)
+                    self._resume_listeners()
+                ready = self._selector.select(timeout)
+                with self._lock:
+                    self._sleeping = False
+                self._turn(ready)
+                if self._unopened and time.monotonic() >= self._next_expiry:
+                    self._next_expiry = time.monotonic() + 0.5
+                    self._expire()
+        except Exception:
+            logger.exception("the forwarder's pump failed; its connections are closed")
+        finally:
+            for connection in list(self._connections):
+                self._end(connection)
+            self._selector.close()
+            self._wake_reader.close()
+            self._wake_writer.close()
+
+    def _turn(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        """Serve what the selector found ready, then the connections woken by other threads."""
+        drain = False
+        # A turn that serves several connections corks the SSH socket (see _cork).
+        corked = (len(ready) > 1 or len(self._woken) > 1) and self._cork(True)
+        try:
+            for key, events in ready:
+                if key.data is None:
+                    drain = True
+                elif isinstance(key.data, Connection):
+                    self._serve(key.data, events)
+                else:
+                    self._accept(key.fileobj)  # type: ignore[arg-type]
+            if drain or self._woken or self._transport_changed or self._listeners:
+                self._serve_woken(drain)  # (unlocked reads: the top of the loop
+                # looks again, under the lock, before the pump sleeps)
+        finally:
+            if corked:
+                self._cork(False)
+
+    def _resume_listeners(self) -> None:
+        now = time.monotonic()
+        for entry in [entry for entry in self._paused if entry[0] <= now]:
+            self._paused.remove(entry)
+            self._selector.register(entry[1], selectors.EVENT_READ, entry[1].fileno())
+
+    def _cork(self, on: bool) -> bool:
+        """Cork (or uncork) the SSH socket: while corked, partial TCP segments are held back,
+        so the SSH packets of a turn that serves several connections (a burst of opens, data,
+        EOFs) leave in a few segments instead of one each, which saves the kernel (and sshd) a
+        send and a wake-up per packet. Linux only (TCP_CORK); False (nothing done) elsewhere
+        and over a jump host's channel."""
+        sock = getattr(self._transport, "sock", None)
+        if _TCP_CORK is None or not isinstance(sock, socket.socket):
+            return False
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
+        except OSError:
+            return False
+        return True
+
+    def _serve_woken(self, drain: bool) -> None:
+        if drain:
+            with contextlib.suppress(BlockingIOError):
+                self._wake_reader.recv(4096)
+        with self._lock:
+            woken = list(self._woken)
+            self._woken.clear()
+            self._signalled = False
+            changed, self._transport_changed = self._transport_changed, False
+            new_listeners, self._listeners = self._listeners, []
+        for listener in new_listeners:
+            self._selector.register(listener, selectors.EVENT_READ, listener.fileno())
+        if changed:
+            for connection in [c for c in self._unopened if c.state is State.WAITING]:
+                self._start(connection)
+        for connection in woken:
+            self._serve(connection, 0)
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(_ACCEPTS_PER_TURN):
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # Out of file descriptors, say: the listener stays readable, so stop watching
+                # it for a moment instead of spinning, and let the backlog hold the clients.
+                logger.warning("cannot accept a connection (retrying in %g s): %s", _PAUSE, exc)
+                self._selector.unregister(listener)
+                self._paused.append((time.monotonic() + _PAUSE, listener))
+                return
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # the client is already gone (a reset right after connecting)
+                sock.close()
+                continue
+            connection = Connection(self, sock, address[:2])
+            self._connections.add(connection)
+            self._unopened.add(connection)
+            self._start(connection)
+
+    def _start(self, connection: Connection) -> None:
+        """Open the connection's channel, or let it wait for the link."""
+        with self._lock:
+            transport, broken = self._transport, self._broken
+        if broken is not None:
+            self._fail(connection, f"the SSH link is down: {broken}")
+            return
+        if transport is None or not transport.is_active():
+            return  # waits (WAITING) until use_transport, give_up or LINK_WAIT
+        try:
+            connection.open(transport, self._remote_address, self._link.window(), self._max_packet)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self._fail(connection, f"cannot open a channel: {exc}")
+            return
+        self._watch(connection, connection.wanted_events())  # for the client's first bytes
+
+    def _serve(self, connection: Connection, events: int) -> None:
+        if connection.state is State.FINISHED:
+            # Given up while opening, and the server's answer came after all: close it there.
+            if connection.channel is not None and connection.channel.active:
+                connection.channel.close()
+            return
+        try:
+            if connection.state is State.OPENING:
+                if events & selectors.EVENT_READ:
+                    connection.read_early()  # sent by the transport thread at the answer
+                if not self._opened(connection):
+                    self._watch(connection, connection.wanted_events())
+                    return
+                # Bytes sent after the first ones: read them now rather than after another
+                # turn of the selector.
+                events |= selectors.EVENT_READ
+            if connection.state is not State.OPEN:
+                return
+            if connection.queued or connection.unacknowledged:  # else nothing to flush
+                connection.flush()
+            if events & selectors.EVENT_READ or (
+                connection.pending and connection.channel.out_window_size > 0
+            ):
+                connection.upstream()
+            if connection.done():
+                self._end(connection)
+                return
+            self._watch(connection, connection.wanted_events())
+        except Exception:
+            logger.exception("connection %s failed", connection.label)
+            self._end(connection)
+
+    def _opened(self, connection: Connection) -> bool:
+        """Move an OPENING connection on once the server answered; False while it has not."""
+        channel = connection.channel
+        if not connection.opened.is_set():  # (the answer also sends the first bytes)
+            if channel.closed:
+                self._fail(connection, "the SSH link closed")
+            return False
+        if channel.active:
+            self._link.observe(time.monotonic() - connection.since)
+            connection.state = State.OPEN
+            self._unopened.discard(connection)
+            logger.debug("connection %s to %s:%s open", connection.label, *self._remote_address)
+            return True
+        if channel.closed:
+            self._fail(connection, "the SSH link closed")
+        else:
+            self._fail(connection, f"the SSH server refused: {channel.transport.get_exception()}")
+        return False
+
+    def _fail(self, connection: Connection, reason: str) -> None:
+        logger.warning(
+            "cannot open a channel to %s:%s for local connection %s: %s",
+            *self._remote_address,
+            connection.label,
+            reason,
+        )
+        self._end(connection)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for connection in list(self._unopened):
+            age = now - connection.since
+            if connection.state is State.WAITING and age > LINK_WAIT:
+                self._fail(connection, f"the SSH link did not come back within {LINK_WAIT:g} s")
+            elif connection.state is State.OPENING and age > CHANNEL_OPEN_TIMEOUT:
+                self._fail(connection, "the SSH server did not answer the channel open")
+
+    def _watch(self, connection: Connection, events: int) -> None:
+        if events == connection.events:
+            return
+        if not events:
+            self._selector.unregister(connection.sock)
+        elif not connection.events:
+            self._selector.register(connection.sock, events, connection)
+        else:
+            self._selector.modify(connection.sock, events, connection)
+        connection.events = events
+
+    def _end(self, connection: Connection) -> None:
+        self._connections.discard(connection)
+        self._unopened.discard(connection)
+        if connection.events:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(connection.sock)
+            connection.events = 0
+        connection.finish()

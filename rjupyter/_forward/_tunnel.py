@@ -1,0 +1,204 @@
+"""Tunnel: a local port forwarded to any port on (or reachable from) a remote host."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+
+from .._deadline import Deadline
+from .._errors import NotebookClosedError
+from .._lifecycle import ClosingContext
+from .._ssh._connection import AuthHandler, ConnectOptions, SSHConnection, open_connection
+from .._ssh._keeper import ConnectionCallback, Keeper
+from ._forwarder import Forwarder
+
+__all__ = ["Tunnel"]
+
+logger = logging.getLogger(__name__)
+
+
+class Tunnel(ClosingContext):
+    """``ssh -N -L 127.0.0.1:LOCAL:REMOTE_HOST:REMOTE_PORT host``, as an object.
+
+    One SSH login, host keys checked, the local end on 127.0.0.1 only. Like a notebook, it
+    reconnects after a drop and keeps its local port.
+
+    Args:
+        host: An alias from the SSH config, ``host``, ``user@host`` or ``user@host:port``.
+        remote_port: The port to reach, as seen from ``host``.
+        remote_host: The address to reach, as seen from ``host`` (default its loopback).
+        local_port: The local port; None lets the OS choose a free one.
+        ssh_config: SSH config file to read (default ``~/.ssh/config``).
+        identity_file: A private key file to try first.
+        password: A password for password authentication.
+        passphrase: For encrypted keys: the passphrase, or a callable given the key's path.
+        host_key_policy: ``"reject"``, ``"accept-new"`` or ``"no"``; None follows the config.
+        jump: Jump host(s) like ``ProxyJump``; None follows the SSH config.
+        auth_handler: Answers keyboard-interactive prompts.
+        timeout: Seconds allowed for connecting.
+        reconnect_timeout: Seconds to keep trying to reconnect after the connection drops.
+        on_connection_change: Called with False when the connection drops, True when back.
+
+    Raises:
+        ValueError: A malformed argument.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        remote_port: int,
+        *,
+        remote_host: str = "127.0.0.1",
+        local_port: int | None = None,
+        ssh_config: str | os.PathLike[str] | None = None,
+        identity_file: str | os.PathLike[str] | None = None,
+        password: str | None = None,
+        passphrase: str | Callable[[str], str] | None = None,
+        host_key_policy: str | None = None,
+        jump: str | Sequence[str] | None = None,
+        auth_handler: AuthHandler | None = None,
+        timeout: float = 30.0,
+        reconnect_timeout: float = 300.0,
+        on_connection_change: ConnectionCallback | None = None,
+    ) -> None:
+        for name, port in (("remote_port", remote_port), ("local_port", local_port)):
+            if port is not None and not 0 < port < 65536:
+                raise ValueError(f"{name} must be in 1..65535; got {port}")
+        self.host = host
+        self.remote_host = remote_host
+        self.remote_port = remote_port
+        self.timeout = timeout
+        self._asked_local_port = local_port or 0
+        self._reconnect_timeout = reconnect_timeout
+        self._on_change = on_connection_change
+        self._options = ConnectOptions(
+            ssh_config=ssh_config,
+            identity_file=identity_file,
+            password=password,
+            passphrase=passphrase,
+            host_key_policy=host_key_policy,
+            jump=jump,
+            auth_handler=auth_handler,
+        )
+        self._lock = threading.Lock()
+        self._closed = False
+        self._connection: SSHConnection | None = None
+        self._forwarder: Forwarder | None = None
+        self._keeper: Keeper | None = None
+
+    def start(self) -> Tunnel:
+        """Log in and start listening.
+
+        Returns:
+            self, for chaining.
+
+        Raises:
+            SSHConnectError: The host cannot be reached (and its subclasses).
+            TunnelError: The local port cannot be opened.
+            NotebookClosedError: The tunnel was closed.
+            RuntimeError: The tunnel was already started.
+        """
+        with self._lock:
+            if self._closed:
+                raise NotebookClosedError("this Tunnel is closed; create a new one")
+            if self._connection is not None:
+                raise RuntimeError("this Tunnel was already started")
+            self._connection = self._connect(Deadline(self.timeout))
+        try:
+            forwarder = Forwarder(
+                self._connection.transport,
+                (self.remote_host, self.remote_port),
+                local_port=self._asked_local_port,
+            )
+            forwarder.open()
+            self._forwarder = forwarder
+            self._keeper = Keeper(
+                label=self.host,
+                connection=self._connection,
+                reconnect=self._connect,
+                adopt=self._adopt,
+                heartbeat=None,
+                heartbeat_period=60.0,
+                reconnect_timeout=self._reconnect_timeout,
+                on_change=self._on_change,
+            )
+            self._keeper.start()
+        except BaseException:
+            self.close()
+            raise
+        logger.info(
+            "tunnel 127.0.0.1:%s -> %s:%s:%s open",
+            forwarder.local_port,
+            self.host,
+            self.remote_host,
+            self.remote_port,
+        )
+        return self
+
+    def _connect(self, deadline: Deadline) -> SSHConnection:
+        return open_connection(self.host, self._options, deadline)
+
+    def _adopt(self, connection: SSHConnection) -> None:
+        old, self._connection = self._connection, connection
+        if old is not None:
+            old.close()
+        if self._forwarder is not None:
+            self._forwarder.use_transport(connection.transport)
+
+    @property
+    def local_port(self) -> int:
+        """The local port (on 127.0.0.1).
+
+        Raises:
+            NotebookClosedError: The tunnel was closed.
+            RuntimeError: The tunnel was not started.
+        """
+        if self._closed:
+            raise NotebookClosedError(f"the tunnel to {self.host} is closed")
+        if self._forwarder is None:
+            raise RuntimeError("the tunnel is not started; use `with` or call start()")
+        if self._keeper is not None and self._keeper.error is not None:
+            raise self._keeper.error
+        return self._forwarder.local_port
+
+    @property
+    def connected(self) -> bool:
+        """True while the SSH connection is up."""
+        keeper = self._keeper
+        return keeper is not None and keeper.connected and keeper.error is None
+
+    def close(self) -> None:
+        """Stop listening and log out; idempotent.
+
+        Raises:
+            SSHConnectError: The connection had been lost for good (raised after releasing).
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        keeper = self._keeper
+        try:
+            if keeper is not None:
+                keeper.stop()
+            if self._forwarder is not None:
+                self._forwarder.shut()
+        finally:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = None
+        if keeper is not None and keeper.error is not None:
+            raise keeper.error
+
+    def __enter__(self) -> Tunnel:
+        return self.start()
+
+    def __repr__(self) -> str:
+        port = self._forwarder.local_port if self._forwarder is not None else None
+        state = "closed" if self._closed else ("open" if port else "new")
+        return (
+            f"<Tunnel 127.0.0.1:{port} -> {self.host}:{self.remote_host}:{self.remote_port} "
+            f"state={state}>"
+        )

@@ -1,0 +1,1 @@
+"""Launchers: how a Jupyter server comes to run (on the host, or in a batch job)."""

@@ -1,0 +1,206 @@
+"""A Slurm job holding a notebook: submit it, watch it while queued, learn where Jupyter runs.
+
+Every command runs on the login node over the session's SSH connection (``sbatch``, ``scontrol``,
+``scancel``; no accounting database is needed). The job's node comes from ``scontrol show job``;
+Jupyter's port and token from the job's output file in the shared home, read by the same poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import paramiko
+
+from .._deadline import Deadline
+from .._errors import JobError, RJupyterError
+from .._server._remote import failure_reason, run_remote
+from .._server._startup import ServerInfo, StartupParser, redact
+from ._slurm import CANCEL_SCRIPT, OUTPUT_MARKER, POLL_SCRIPT, JobStatus, Slurm, parse_job
+from ._slurm import submit_script as make_submit_script
+
+__all__ = ["SlurmJob"]
+
+logger = logging.getLogger(__name__)
+
+_TAIL_LINES = 40
+_ENDED = {
+    "CANCELLED": "was cancelled (scancel, or an administrator)",
+    "TIMEOUT": "reached its time limit; ask for more with Slurm(time=...)",
+    "FAILED": "failed",
+    "COMPLETED": "ended: Jupyter exited",
+    "NODE_FAIL": "ended because its node failed",
+    "OUT_OF_MEMORY": "ran out of memory; ask for more with Slurm(mem=...)",
+    "PREEMPTED": "was preempted by a job of higher priority",
+    "BOOT_FAIL": "could not start: its node failed to boot",
+    "DEADLINE": "reached its deadline",
+    "GONE": "is no longer known to Slurm (it ended a while ago)",
+}
+
+
+class SlurmJob:
+    """One batch job, submitted by us or found again by its id (attach).
+
+    Args:
+        transport: The login node's SSH transport.
+        host: The login node as the user named it (for messages).
+        job_id: The id of an existing job; None until :meth:`submit`.
+        options: The launch options by name (to explain an environment failure).
+    """
+
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        *,
+        host: str,
+        job_id: str | None = None,
+        options: dict[str, str] | None = None,
+    ) -> None:
+        self._transport = transport
+        self._host = host
+        self.job_id = job_id
+        self._options = options or {}
+        self.status: JobStatus | None = None
+        self._parser = StartupParser()
+        self._tail = ""
+        self._token = ""
+
+    def rebind(self, transport: paramiko.Transport) -> None:
+        """Use a new login-node connection (after a reconnect) for later commands."""
+        self._transport = transport
+
+    def submit(self, slurm: Slurm, batch_script: str) -> str:
+        """Submit ``batch_script`` with ``sbatch`` and the options of ``slurm``; return the id.
+
+        Raises:
+            JobError: ``sbatch`` refused the job (bad partition, account, QOS ...).
+            SSHConnectError: The connection failed.
+        """
+        script = make_submit_script(batch_script)
+        status, output = run_remote(self._transport, script, slurm.sbatch_args(), host=self._host)
+        job_id = output.strip().splitlines()[-1].split(";")[0] if output.strip() else ""
+        if status != 0 or not job_id.isdigit():
+            message = output.strip() or f"exit status {status}"
+            raise JobError(
+                f"sbatch on {self._host} refused the job: {message}. Check the Slurm options "
+                "(partition, account, qos, time) with `sinfo` and `sacctmgr show assoc` there",
+                host=self._host,
+                job_id=None,
+                state="REJECTED",
+                reason=message,
+            )
+        self.job_id = job_id
+        logger.info("submitted Slurm job %s on %s", job_id, self._host)
+        return job_id
+
+    def look(self) -> JobStatus:
+        """Ask Slurm about the job and read its output so far.
+
+        Raises:
+            SSHConnectError: The connection failed.
+        """
+        assert self.job_id is not None
+        _, output = run_remote(self._transport, POLL_SCRIPT, [self.job_id], host=self._host)
+        line, _, job_output = output.partition(f"\n{OUTPUT_MARKER}\n")
+        self.status = parse_job(self.job_id, line)
+        self._parser = StartupParser()
+        for text in job_output.splitlines():
+            self._parser.feed(text)
+        info = self._parser.info
+        self._token = info.token if info is not None else self._token
+        self._tail = "\n".join(job_output.splitlines()[-_TAIL_LINES:])
+        return self.status
+
+    def output_tail(self) -> str:
+        """The last lines of the job's output, tokens redacted."""
+        return redact(self._tail, self._token)
+
+    def wait_ready(
+        self,
+        *,
+        queue_timeout: float | None,
+        start_timeout: float,
+        poll: float,
+        progress: Callable[[str, str], None],
+    ) -> tuple[ServerInfo, str]:
+        """Wait while queued, then until Jupyter printed its URL; return it and the node.
+
+        Raises:
+            JobError: The job ended, Jupyter failed in it, or it stayed queued (or silent once
+                running) longer than allowed.
+            SSHConnectError: The connection failed.
+        """
+        queued = Deadline(queue_timeout) if queue_timeout else None
+        running: Deadline | None = None
+        said = ""
+        while True:
+            status = self.look()
+            if status.describe() != said:
+                said = status.describe()
+                progress("queue", said)
+            self._raise_if_failed(status)
+            if status.state == "RUNNING":
+                running = running or Deadline(start_timeout)
+                info = self._parser.info
+                if info is not None and status.node:
+                    return info, status.node
+                if running.expired:
+                    raise self._error(
+                        status, f"Jupyter printed no URL within {start_timeout:.0f} s"
+                    )
+            elif queued is not None and queued.expired:
+                raise self._error(status, f"still queued after {queue_timeout:.0f} s")
+            time.sleep(poll)
+
+    def check(self) -> None:
+        """Raise if the job has ended (used while the notebook runs).
+
+        Raises:
+            JobError: The job ended or Jupyter in it exited.
+            SSHConnectError: The connection failed.
+        """
+        self._raise_if_failed(self.look())
+
+    def _raise_if_failed(self, status: JobStatus) -> None:
+        parser = self._parser
+        if parser.error_code is not None or (parser.exit_status and parser.info is None):
+            reason, _ = failure_reason(parser, self._options)
+            raise self._error(status, f"cannot start Jupyter on {status.node}: {reason}")
+        if not status.active:
+            raise self._error(status, _ENDED.get(status.state, "ended"))
+
+    def _error(self, status: JobStatus, what: str) -> JobError:
+        reason = status.reason if status.reason not in ("", "None") else ""
+        detail = f" (reason {reason})" if reason else ""
+        return JobError(
+            f"Slurm job {self.job_id} on {self._host} {what}; state {status.state}{detail}",
+            host=self._host,
+            job_id=self.job_id,
+            state=status.state,
+            reason=reason,
+            output_tail=self.output_tail(),
+        )
+
+    def cancel(self, timeout: float = 60.0) -> None:
+        """``scancel`` the job and wait until Slurm reports it ended (no longer completing).
+
+        Raises:
+            RJupyterError: The job did not end within ``timeout`` (or the connection failed);
+                the message says how to cancel it by hand.
+        """
+        if self.job_id is None:
+            return
+        deadline = Deadline(timeout)
+        try:
+            run_remote(self._transport, CANCEL_SCRIPT, [self.job_id], host=self._host)
+            while self.look().active:
+                if deadline.expired:
+                    raise RJupyterError(f"still {self.status.state if self.status else '?'}")
+                time.sleep(min(0.25, deadline.remaining()))
+        except RJupyterError as exc:
+            raise RJupyterError(
+                f"cannot cancel Slurm job {self.job_id} on {self._host}: {exc}. Log in there "
+                f"and run `scancel {self.job_id}`"
+            ) from exc
+        logger.info("Slurm job %s on %s ended: %s", self.job_id, self._host, self.status)

@@ -1,0 +1,255 @@
+"""Slurm, the pure part: job options, the batch script, the remote scripts, reading job states.
+
+Nothing here touches the network. The batch script starts Jupyter on the compute node's loopback
+with the same environment lines as a plain launch (``_scripts.environment_lines``: user strings
+are data, ``setup`` lines are shell code by design) and prints the usual markers to the job's
+output file. That file lies in rjupyter's state directory in the (shared) home and is created
+with ``umask 077`` at submit time, so only its owner can read the token printed there.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .._server._scripts import STATE_DIR, environment_lines, server_command
+from .._server._startup import EXIT_MARKER, PID_MARKER
+
+__all__ = [
+    "ACTIVE_STATES",
+    "CANCEL_SCRIPT",
+    "OUTPUT_MARKER",
+    "POLL_SCRIPT",
+    "JobStatus",
+    "Slurm",
+    "batch_script",
+    "parse_job",
+    "submit_script",
+]
+
+#: States of a job that has not ended yet (``COMPLETING``: ended, still being cleaned up).
+ACTIVE_STATES = frozenset(
+    {"PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "COMPLETING", "REQUEUED", "RESIZING"}
+)
+OUTPUT_MARKER = "RJUPYTER-JOB-OUTPUT"
+_FIELD = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z:/]*)=(\S*)")
+_TIME = re.compile(r"(\d+-)?\d{1,2}(:\d{2}){0,2}|\d+|UNLIMITED|INFINITE")
+
+
+@dataclass(frozen=True)
+class Slurm:
+    """Run the notebook in a Slurm batch job on a compute node, reached through the login node.
+
+    Pass it as ``RemoteNotebook("login-node", scheduler=Slurm(...))``. Each option becomes the
+    ``sbatch`` option of the same name; None leaves it to the site's default.
+
+    Args:
+        partition: ``--partition``.
+        time: ``--time``, e.g. ``"02:00:00"`` or ``"30"`` (minutes).
+        cpus: ``--cpus-per-task``.
+        mem: ``--mem``, e.g. ``"8G"``.
+        gres: ``--gres``, e.g. ``"gpu:1"``.
+        account: ``--account``.
+        qos: ``--qos``.
+        extra: More ``sbatch`` arguments, one per item, e.g. ``["--constraint=a100"]``.
+        queue_timeout: Seconds to wait while the job is queued; None (default) waits until
+            it starts (Ctrl-C cancels the job).
+        poll: Seconds between looks at the job's state.
+
+    Raises:
+        ValueError: An option is malformed (``time``, ``cpus``, a value with a newline ...).
+    """
+
+    partition: str | None = None
+    time: str | None = None
+    cpus: int | None = None
+    mem: str | None = None
+    gres: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    extra: Sequence[str] = field(default=())
+    queue_timeout: float | None = None
+    poll: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.extra, str):
+            raise TypeError("extra takes a sequence of sbatch arguments; see Slurm.parse")
+        object.__setattr__(self, "extra", tuple(self.extra))
+        if self.time is not None and not _TIME.fullmatch(self.time):
+            raise ValueError(f"time must look like 'MM', 'HH:MM:SS', 'D-HH'; got {self.time!r}")
+        if self.cpus is not None and self.cpus < 1:
+            raise ValueError(f"cpus must be at least 1; got {self.cpus}")
+        if not self.poll > 0 or (self.queue_timeout is not None and not self.queue_timeout > 0):
+            raise ValueError("poll and queue_timeout must be positive")
+        for value in self.sbatch_args():
+            if "\n" in value or "\0" in value:
+                raise ValueError(f"sbatch arguments cannot hold newlines: {value!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Slurm:
+        """Options written as on the ``sbatch`` command line: ``"--partition=gpu --time=2:00:00"``.
+
+        Raises:
+            ValueError: ``text`` is not valid shell-like quoting.
+        """
+        return cls(extra=tuple(shlex.split(text)))
+
+    def sbatch_args(self) -> list[str]:
+        """The ``sbatch`` arguments for these options (each one argument, never shell code)."""
+        named = {
+            "partition": self.partition,
+            "time": self.time,
+            "cpus-per-task": None if self.cpus is None else str(self.cpus),
+            "mem": self.mem,
+            "gres": self.gres,
+            "account": self.account,
+            "qos": self.qos,
+        }
+        args = [f"--{name}={value}" for name, value in named.items() if value is not None]
+        return args + list(self.extra)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One look at a job, from ``scontrol show job -o``.
+
+    Attributes:
+        job_id: The job's id.
+        state: ``PENDING``, ``RUNNING``, ``CANCELLED``, ``TIMEOUT`` ... or ``GONE`` when
+            Slurm no longer knows the job.
+        reason: Why it waits or ended (``Priority``, ``Resources``, ``TimeLimit`` ...).
+        node: The node running the batch script, once it runs.
+        start_time: When it started, or is expected to start (None when Slurm gives none).
+        output_file: The job's output file.
+        exit_code: ``ExitCode`` as Slurm reports it (``status:signal``).
+        position: While pending: its place among the pending jobs in priority order (1 is
+            next), when squeue tells.
+    """
+
+    job_id: str
+    state: str
+    reason: str = ""
+    node: str = ""
+    start_time: str | None = None
+    output_file: str = ""
+    exit_code: str = ""
+    position: int | None = None
+
+    @property
+    def active(self) -> bool:
+        """True until the job ended (and was cleaned up)."""
+        return self.state in ACTIVE_STATES
+
+    def describe(self) -> str:
+        """E.g. ``"job 12 PENDING (Resources), position 2 in the queue, expected start ..."``."""
+        text = f"job {self.job_id} {self.state}"
+        if self.reason and self.reason != "None":
+            text += f" ({self.reason})"
+        if self.state == "PENDING" and self.position is not None:
+            text += f", position {self.position} in the queue"
+        if self.state == "PENDING" and self.start_time:
+            text += f", expected start {self.start_time}"
+        elif self.state == "RUNNING" and self.node:
+            text += f" on {self.node}"
+        return text
+
+
+def parse_job(job_id: str, text: str) -> JobStatus:
+    """Read one ``scontrol show job -o`` line (and the poll script's queue position line);
+    ``GONE`` when Slurm does not know the job."""
+    position = _POSITION.search(text)
+    fields = dict(_FIELD.findall(_POSITION.sub("", text)))
+    if "JobState" not in fields:
+        return JobStatus(job_id=job_id, state="GONE", reason=text.strip()[:200])
+    start = fields.get("StartTime", "")
+    return JobStatus(
+        job_id=job_id,
+        state=fields["JobState"],
+        reason=fields.get("Reason", ""),
+        node=fields.get("BatchHost", "") if fields.get("BatchHost") != "(null)" else "",
+        start_time=None if start in ("", "Unknown", "None", "(null)") else start,
+        output_file=fields.get("StdOut", ""),
+        exit_code=fields.get("ExitCode", ""),
+        position=int(position.group(1)) if position else None,
+    )
+
+
+#: Submits the batch script (on stdin, after the first line) with the arguments given; prints
+#: the job id. ``umask 077`` first: Slurm creates the output file with the submitting umask.
+def submit_script(job: str) -> str:
+    """The login-node script that submits ``job`` with ``sbatch --parsable "$@"``."""
+    end = f"RJUPYTER_JOB_{secrets.token_hex(8)}"
+    return "\n".join(
+        [
+            "umask 077",
+            f"rj_state={STATE_DIR}",
+            'mkdir -p "$rj_state" || exit 96',
+            'sbatch --parsable --job-name=rjupyter --output="$rj_state/slurm-%j.log" "$@" '
+            f"<<'{end}'",
+            job.rstrip("\n"),
+            end,
+            "",
+        ]
+    )
+
+
+_POSITION = re.compile(r"^RJ-QUEUE-POSITION (\d+)$", re.M)
+
+#: Args: job id. Prints the job's ``scontrol`` line, its place among the pending jobs (in
+#: priority order) while it waits, then the tail of its output file.
+POLL_SCRIPT = f"""\
+line=$(scontrol show job -o "$1" 2>&1)
+printf '%s\\n' "$line"
+case "$line" in *JobState=PENDING*)
+  pos=$(squeue -h -t PENDING --sort=-p,i -o %i 2>/dev/null | grep -n -x -- "$1" | cut -d: -f1)
+  [ -n "$pos" ] && printf 'RJ-QUEUE-POSITION %s\\n' "$pos";;
+esac
+printf '%s\\n' {OUTPUT_MARKER}
+out=$(printf '%s\\n' "$line" | sed -n 's/.* StdOut=\\([^ ]*\\).*/\\1/p')
+[ -n "$out" ] && [ -r "$out" ] && tail -c 65536 -- "$out"
+exit 0
+"""
+
+#: Args: job id. Cancels the job (a job already ended is fine).
+CANCEL_SCRIPT = """\
+scancel "$1" 2>&1
+exit 0
+"""
+
+
+def batch_script(
+    *,
+    app: str,
+    port: int,
+    workdir: str | None,
+    venv: str | None,
+    conda_env: str | None,
+    setup: Sequence[str],
+    jupyter: str,
+) -> str:
+    """The batch script: enter the environment, run Jupyter on the node's loopback, wait.
+
+    Jupyter's output, with rjupyter's markers, goes to the job's output file; the job ends
+    when Jupyter does, and ``scancel`` (SIGTERM to the whole job) stops it cleanly.
+
+    Raises:
+        ValueError: ``app`` is not a known Jupyter front end.
+    """
+    lines = [
+        "#!/bin/sh",
+        *environment_lines(
+            workdir=workdir, venv=venv, conda_env=conda_env, setup=setup, jupyter=jupyter
+        ),
+        f"{server_command(app, jupyter, port)} &",
+        "rj_pid=$!",
+        f"printf '%s %s\\n' {PID_MARKER} \"$rj_pid\" >&2",
+        "trap 'kill -TERM \"$rj_pid\" 2>/dev/null' TERM INT",
+        'wait "$rj_pid"; rj_status=$?',
+        'while kill -0 "$rj_pid" 2>/dev/null; do wait "$rj_pid"; rj_status=$?; done',
+        f"printf '%s %s\\n' {EXIT_MARKER} \"$rj_status\" >&2",
+        'exit "$rj_status"',
+    ]
+    return "\n".join(lines) + "\n"

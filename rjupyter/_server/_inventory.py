@@ -1,0 +1,296 @@
+"""Finding and stopping the user's Jupyter servers on a host: list_servers, stop_server.
+
+One remote script (``INVENTORY_SCRIPT``) reads rjupyter's run directories and Jupyter's runtime
+files (``jpserver-<pid>.json``) and the state of each PID they name. Unlike ``jupyter server
+list``, it deletes nothing: on a cluster with a shared home, a runtime file whose PID is not alive
+*here* may belong to a server on another node, so it is reported as ``stale`` and left alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .._deadline import Deadline
+from .._errors import RJupyterError
+from .._ssh._connection import AuthHandler, ConnectOptions, SSHConnection, open_connection
+from ._remote import RemoteServer, run_remote
+from ._scripts import INVENTORY_SCRIPT
+from ._startup import ServerInfo
+
+__all__ = ["ServerRecord", "find_server", "list_servers", "parse_inventory", "stop_server"]
+
+_APPS = ("lab", "notebook", "server")
+
+
+def app_of(command: str) -> str | None:
+    """Which front end a Jupyter command line runs: ``.../jupyter-lab ...`` or ``jupyter lab``."""
+    words = [os.path.basename(word) for word in command.split()]
+    if not words:
+        return None  # no command line: a process that just ended (or a kernel thread)
+    for word, following in zip(words, [*words[1:], ""], strict=True):
+        if word.startswith("jupyter-") and word[8:] in _APPS:
+            return word[8:]
+        if word == "jupyter" and following in _APPS:
+            return following
+    return None
+
+
+@dataclass(frozen=True)
+class ServerRecord:
+    """A Jupyter server of yours on a remote host, as its runtime file describes it.
+
+    Attributes:
+        pid: Its process id on that host.
+        port: The port it listens on (on the host's loopback, usually).
+        url: Its URL as the host sees it, without the token.
+        root_dir: The directory it serves.
+        started: When it started (its runtime file's time), if known.
+        app: ``"lab"``, ``"notebook"`` or ``"server"`` when its command line says so.
+        managed: True when rjupyter started it.
+        stale: True when its PID is not a live Jupyter on this host (the runtime file was left
+            behind, or the server runs on another machine sharing this home directory).
+        keep_running: True when rjupyter started it with ``keep_running=True``.
+    """
+
+    pid: int
+    port: int
+    url: str
+    root_dir: str
+    started: datetime.datetime | None
+    app: str | None
+    managed: bool
+    stale: bool
+    keep_running: bool = False
+    runtime_file: str = field(default="", repr=False)
+    run_dir: str | None = field(default=None, repr=False)
+    base_url: str = field(default="/", repr=False)
+    token: str = field(default="", repr=False)
+
+
+def parse_inventory(output: str) -> list[ServerRecord]:
+    """Turn the inventory script's output into records, newest first."""
+    runs: dict[int, tuple[str, bool]] = {}
+    processes: dict[int, tuple[str, str]] = {}
+    files: list[tuple[str, float, dict[str, object]]] = []
+    for line in output.splitlines():
+        kind, _, rest = line.partition(" ")
+        fields = rest.split("\t")
+        if kind == "RJ-RUN" and len(fields) == 4 and fields[1].isdigit():
+            runs[int(fields[1])] = (fields[0], fields[2] == "keep")
+        elif kind == "RJ-PROC" and len(fields) == 3 and fields[0].isdigit():
+            processes[int(fields[0])] = (fields[1], fields[2])
+        elif kind == "RJ-FILE" and len(fields) == 3:
+            try:
+                content = json.loads(fields[2])
+                mtime = float(fields[1])
+            except ValueError:
+                continue
+            if isinstance(content, dict) and isinstance(content.get("pid"), int):
+                files.append((fields[0], mtime, content))
+    records = [_record(path, mtime, data, runs, processes) for path, mtime, data in files]
+    return sorted(records, key=lambda record: record.started or _EPOCH, reverse=True)
+
+
+_EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.timezone.utc)
+
+
+def _record(
+    path: str,
+    mtime: float,
+    data: dict[str, object],
+    runs: dict[int, tuple[str, bool]],
+    processes: dict[int, tuple[str, str]],
+) -> ServerRecord:
+    pid = int(str(data["pid"]))
+    state, command = processes.get(pid, ("", ""))
+    alive = bool(state) and state != "Z" and "jupyter" in command
+    app = app_of(command)
+    run_dir, keep = runs.get(pid, (None, False))
+    url = str(data.get("url", "")).split("?", 1)[0]
+    return ServerRecord(
+        pid=pid,
+        port=int(str(data.get("port", 0))),
+        url=url,
+        root_dir=str(data.get("root_dir") or data.get("notebook_dir") or ""),
+        started=datetime.datetime.fromtimestamp(mtime, tz=datetime.timezone.utc) if mtime else None,
+        app=app,
+        managed=run_dir is not None,
+        stale=not alive,
+        keep_running=keep,
+        runtime_file=path,
+        run_dir=run_dir,
+        base_url=str(data.get("base_url") or "/"),
+        token=str(data.get("token") or ""),
+    )
+
+
+def inventory(connection: SSHConnection, runtime_dirs: Sequence[str] = ()) -> list[ServerRecord]:
+    """The servers on the connected host.
+
+    Raises:
+        SSHConnectError: The remote command failed.
+    """
+    _, output = run_remote(
+        connection.transport, INVENTORY_SCRIPT, runtime_dirs, host=connection.host.name
+    )
+    return parse_inventory(output)
+
+
+def find_server(
+    records: Sequence[ServerRecord], *, host: str, pid: int | None, port: int | None
+) -> ServerRecord:
+    """The one live server matching ``pid`` or ``port`` (or the only live one).
+
+    Raises:
+        RJupyterError: None matches, it is stale, or several match.
+    """
+    live = [record for record in records if not record.stale]
+    if pid is not None or port is not None:
+        matches = [r for r in records if r.pid == pid or (pid is None and r.port == port)]
+        what = f"pid {pid}" if pid is not None else f"port {port}"
+        if not matches:
+            raise RJupyterError(
+                f"no Jupyter server with {what} on {host}; rjupyter.list_servers({host!r}) "
+                f"(or `rjupyter list {host}`) shows the running ones: {_summary(live)}"
+            )
+        alive = [record for record in matches if not record.stale]
+        if not alive:
+            raise RJupyterError(
+                f"the Jupyter server with {what} on {host} is not running (its runtime file "
+                f"{matches[0].runtime_file} is stale, or it runs on another machine)"
+            )
+        return alive[0]
+    if len(live) != 1:
+        raise RJupyterError(
+            f"{len(live)} running Jupyter servers on {host}; name one with pid= or port=: "
+            f"{_summary(live)}"
+        )
+    return live[0]
+
+
+def _summary(records: Sequence[ServerRecord]) -> str:
+    return ", ".join(f"pid {r.pid} port {r.port} ({r.root_dir})" for r in records) or "none"
+
+
+def server_from_record(connection: SSHConnection, record: ServerRecord) -> RemoteServer:
+    """A handle on a running server, to tunnel to it or stop it."""
+    if not record.token:
+        raise RJupyterError(
+            f"the server pid {record.pid} on {connection.host.name} has no token in its runtime "
+            "file (password or no authentication); rjupyter only tunnels to token-protected servers"
+        )
+    info = ServerInfo(
+        port=record.port,
+        path=record.base_url,
+        token=record.token,
+        pid=record.pid,
+        run_dir=record.run_dir,
+    )
+    return RemoteServer(
+        connection.transport,
+        host=connection.host.name,
+        info=info,
+        runtime_file=record.runtime_file,
+    )
+
+
+def _connect(host: str, options: ConnectOptions, timeout: float) -> SSHConnection:
+    return open_connection(host, options, Deadline(timeout))
+
+
+def list_servers(
+    host: str,
+    *,
+    ssh_config: str | os.PathLike[str] | None = None,
+    identity_file: str | os.PathLike[str] | None = None,
+    password: str | None = None,
+    passphrase: str | Callable[[str], str] | None = None,
+    host_key_policy: str | None = None,
+    jump: str | Sequence[str] | None = None,
+    auth_handler: AuthHandler | None = None,
+    runtime_dirs: Sequence[str] = (),
+    timeout: float = 30.0,
+) -> list[ServerRecord]:
+    """List your Jupyter servers on ``host``, newest first, without deleting anything.
+
+    Reads Jupyter's runtime files (``$JUPYTER_RUNTIME_DIR``, ``~/.local/share/jupyter/runtime``
+    and ``runtime_dirs``) and rjupyter's own records. Stale runtime files are listed with
+    ``stale=True`` and left in place.
+
+    Raises:
+        SSHConnectError: The host cannot be reached (and its subclasses).
+    """
+    options = ConnectOptions(
+        ssh_config=ssh_config,
+        identity_file=identity_file,
+        password=password,
+        passphrase=passphrase,
+        host_key_policy=host_key_policy,
+        jump=jump,
+        auth_handler=auth_handler,
+    )
+    connection = _connect(host, options, timeout)
+    try:
+        return inventory(connection, runtime_dirs)
+    finally:
+        connection.close()
+
+
+def stop_server(
+    host: str,
+    *,
+    pid: int | None = None,
+    port: int | None = None,
+    ssh_config: str | os.PathLike[str] | None = None,
+    identity_file: str | os.PathLike[str] | None = None,
+    password: str | None = None,
+    passphrase: str | Callable[[str], str] | None = None,
+    host_key_policy: str | None = None,
+    jump: str | Sequence[str] | None = None,
+    auth_handler: AuthHandler | None = None,
+    runtime_dirs: Sequence[str] = (),
+    grace: float = 10.0,
+    timeout: float = 30.0,
+) -> ServerRecord:
+    """Stop exactly the server with this ``pid`` (or listening on ``port``) and its kernels.
+
+    SIGTERM first (Jupyter shuts its kernels down), SIGKILL after ``grace`` seconds; returns
+    once the server and its kernels are gone. Touches no other process.
+
+    Returns:
+        The record of the server that was stopped.
+
+    Raises:
+        ValueError: Neither or both of ``pid`` and ``port`` were given.
+        RJupyterError: No running server matches, or it could not be stopped.
+        SSHConnectError: The host cannot be reached (and its subclasses).
+    """
+    if (pid is None) == (port is None):
+        raise ValueError("name the server to stop with exactly one of pid= or port=")
+    options = ConnectOptions(
+        ssh_config=ssh_config,
+        identity_file=identity_file,
+        password=password,
+        passphrase=passphrase,
+        host_key_policy=host_key_policy,
+        jump=jump,
+        auth_handler=auth_handler,
+    )
+    connection = _connect(host, options, timeout)
+    try:
+        record = find_server(inventory(connection, runtime_dirs), host=host, pid=pid, port=port)
+        RemoteServer(
+            connection.transport,
+            host=host,
+            info=ServerInfo(
+                port=record.port, path="/", token="", pid=record.pid, run_dir=record.run_dir
+            ),
+            runtime_file=record.runtime_file,
+        ).stop(grace)
+        return record
+    finally:
+        connection.close()

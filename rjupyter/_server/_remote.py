@@ -1,0 +1,301 @@
+"""Starting, watching and stopping the remote Jupyter server over the SSH connection.
+
+The launch script (see ``_scripts``) goes to ``/bin/sh -s`` on a channel's stdin and starts the
+server detached under a supervisor, then follows its output on that channel until it ends. A
+dropped connection therefore does not end the server; rjupyter still knows its PID and run
+directory and stops exactly that server later, over whatever connection is current.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import shlex
+import threading
+from collections.abc import Sequence
+
+import paramiko
+
+from .._deadline import Deadline
+from .._errors import LaunchError, LaunchTimeout, RJupyterError, SSHConnectError
+from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, heartbeat_script
+from ._startup import STOPPED_MARKER, ServerInfo, StartupParser, redact
+
+__all__ = ["RemoteServer", "failure_reason", "run_remote"]
+
+logger = logging.getLogger(__name__)
+
+_TAIL_LINES = 60
+_REASONS = {
+    "workdir": "the working directory {workdir!r} does not exist on the remote host (or is "
+    "not a directory you may enter); create it or pass another workdir",
+    "venv": "no virtual environment at {venv!r} on the remote host (no bin/activate there); "
+    "create it (`python3 -m venv ...` and `pip install notebook`) or fix the venv path",
+    "conda": "conda was not found on the remote host (looked at $CONDA_EXE, PATH and the usual "
+    "install folders); pass setup=['source /path/to/conda.sh'] or use venv= instead",
+    "conda-env": "conda could not activate the environment {conda_env!r} on the remote host; "
+    "check `conda env list` there",
+    "jupyter": "{jupyter!r} was not found on the remote host; install Jupyter there "
+    "(`pip install notebook jupyterlab`), pass venv=/conda_env= to enter the environment "
+    "that has it, or pass jupyter='/full/path/to/jupyter'",
+    "rundir": "cannot create rjupyter's run directory under $XDG_STATE_HOME (or "
+    "~/.local/state) on the remote host; check that your home directory is writable",
+    "supervisor": "the server's supervisor did not start on the remote host",
+}
+
+
+def failure_reason(parser: StartupParser, options: dict[str, str]) -> tuple[str, int | None]:
+    """Why a launch failed, from what its output said: (a sentence, the exit status)."""
+    status_text = parser.exit_status
+    status: int | None = int(status_text) if status_text and status_text.isdigit() else None
+    code = parser.error_code
+    if code is not None:
+        status = 97
+    if code is not None and code.startswith("setup:"):
+        number = int(code.partition(":")[2])
+        line = options.get(f"setup:{number}", "")
+        reason = f"setup line {number} ({line!r}) failed on the remote host; fix or remove it"
+    elif code in _REASONS:
+        reason = _REASONS[code].format(**options)
+    elif parser.masked_url_seen:
+        reason = (
+            "the server started with a token rjupyter cannot read (set in your Jupyter "
+            "config or JUPYTER_TOKEN) or with no token at all; remove that setting so the "
+            "server generates its own token"
+        )
+    else:
+        reason = f"Jupyter exited before it was ready (exit status {status_text})"
+    return reason, status
+
+
+def run_remote(
+    transport: paramiko.Transport,
+    script: str,
+    args: Sequence[str] = (),
+    *,
+    host: str,
+    timeout: float = 30.0,
+) -> tuple[int | None, str]:
+    """Run ``script`` with ``/bin/sh -s`` on the remote host; return (exit status, output).
+
+    Raises:
+        SSHConnectError: The connection failed or the script did not end within ``timeout``.
+    """
+    command = " ".join(["exec /bin/sh -s --", *(shlex.quote(arg) for arg in args)])
+    chunks: list[bytes] = []
+    try:
+        channel = transport.open_session(timeout=min(timeout, 15.0))
+        try:
+            channel.set_combine_stderr(True)
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+            channel.sendall(script.encode())
+            channel.shutdown_write()
+            while data := channel.recv(65536):
+                chunks.append(data)
+            status = channel.recv_exit_status() if channel.status_event.wait(timeout) else None
+        finally:
+            channel.close()
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        raise SSHConnectError(
+            f"a remote command on {host} failed: {exc or type(exc).__name__} "
+            "(the SSH connection may be down)",
+            host=host,
+        ) from exc
+    return status, b"".join(chunks).decode(errors="replace")
+
+
+class RemoteServer:
+    """One Jupyter server on the remote host: started by us, or found running (attach)."""
+
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        *,
+        host: str,
+        options: dict[str, str] | None = None,
+        info: ServerInfo | None = None,
+        runtime_file: str | None = None,
+    ) -> None:
+        self._transport = transport
+        self._host = host
+        self._options = options or {}
+        self._parser = StartupParser()
+        self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        self._found = threading.Event()
+        self._channel: paramiko.Channel | None = None
+        self._reader: threading.Thread | None = None
+        self._runtime_file = runtime_file
+        self.info = info
+
+    @property
+    def pid(self) -> int | None:
+        """The server's PID on the remote host, once known."""
+        return self.info.pid if self.info is not None else self._parser.pid
+
+    @property
+    def run_dir(self) -> str | None:
+        """rjupyter's run directory for this server (None for one we did not start)."""
+        return self.info.run_dir if self.info is not None else self._parser.run_dir
+
+    @property
+    def runtime_file(self) -> str | None:
+        """The server's Jupyter runtime file, when known."""
+        return self._runtime_file or self._parser.runtime_file
+
+    @property
+    def ended(self) -> bool:
+        """True once the server is known to have ended (its watcher reported the exit)."""
+        if self._parser.exit_status is not None:
+            return True
+        channel = self._channel
+        return self.info is None and channel is not None and channel.closed
+
+    def output_tail(self) -> str:
+        """The last lines of remote output, tokens redacted."""
+        secret = self.info.token if self.info else ""
+        return redact("\n".join(self._tail), secret)
+
+    def rebind(self, transport: paramiko.Transport) -> None:
+        """Use a new connection (after a reconnect) for later commands."""
+        self._transport = transport
+
+    def start(self, script: str, deadline: Deadline) -> ServerInfo:
+        """Send the launch script; wait until the server printed its PID and token URL.
+
+        Raises:
+            LaunchError: The script refused to go on, or Jupyter exited early.
+            LaunchTimeout: Nothing usable was printed before the deadline.
+        """
+        channel = self._transport.open_session(timeout=deadline.remaining(0.1))
+        self._channel = channel
+        channel.set_combine_stderr(True)
+        channel.exec_command("exec /bin/sh -s")
+        channel.sendall(script.encode())
+        channel.shutdown_write()
+        self._reader = threading.Thread(
+            target=self._read, name=f"rjupyter-output-{self._host}", daemon=True
+        )
+        self._reader.start()
+        self._found.wait(deadline.remaining())
+        if self.info is not None:
+            return self.info
+        if self.ended or self._parser.error_code is not None:
+            raise self._early_exit_error()
+        raise LaunchTimeout(
+            f"Jupyter on {self._host} did not report a URL within {deadline.seconds:.0f} s; "
+            "it has been stopped. Raise timeout if the host is slow, or check the output below",
+            host=self._host,
+            output_tail=self.output_tail(),
+        )
+
+    def _read(self) -> None:
+        channel = self._channel
+        assert channel is not None
+        pending = b""
+        try:
+            while data := channel.recv(32768):
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    self._take_line(raw.decode(errors="replace").rstrip("\r"))
+            if pending:
+                self._take_line(pending.decode(errors="replace"))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            logger.debug("remote output of %s ended: %s", self._host, exc)
+        finally:
+            channel.close()
+            self._found.set()
+
+    def _take_line(self, line: str) -> None:
+        self._tail.append(line)
+        if self.info is None:
+            self.info = self._parser.feed(line)
+            if self.info is not None or self._parser.error_code is not None:
+                self._found.set()
+        else:
+            self._parser.feed(line)
+        if logger.isEnabledFor(logging.DEBUG):
+            secret = self.info.token if self.info else ""
+            logger.debug("[%s] %s", self._host, redact(line, secret))
+
+    def _early_exit_error(self) -> LaunchError:
+        reason, status = failure_reason(self._parser, self._options)
+        return LaunchError(
+            f"cannot start Jupyter on {self._host}: {reason}",
+            host=self._host,
+            exit_status=status,
+            output_tail=self.output_tail(),
+        )
+
+    def wait_listening(self, deadline: Deadline) -> None:
+        """Return once the server's port is listening on the remote host (best effort).
+
+        Jupyter prints its URL a moment before it listens; connecting through the tunnel in
+        that moment would make paramiko log a refused channel.
+
+        Raises:
+            SSHConnectError: The connection failed.
+        """
+        if self.info is not None:
+            port = f"{self.info.port:04X}"
+            run_remote(
+                self._transport,
+                LISTEN_SCRIPT,
+                [port],
+                host=self._host,
+                timeout=max(1.0, min(15.0, deadline.remaining())),
+            )
+
+    def heartbeat(self) -> None:
+        """Tell the server's watchdog that we are still here.
+
+        Raises:
+            SSHConnectError: The connection failed.
+        """
+        if self.run_dir is not None:
+            run_remote(self._transport, heartbeat_script(self.run_dir), host=self._host)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop exactly this server (and a setup line still running) and wait until it is gone.
+
+        SIGTERM first, so Jupyter shuts its kernels down; SIGKILL after ``grace`` seconds; then
+        any kernel left over, the supervisor, and rjupyter's run directory.
+
+        Raises:
+            RJupyterError: The server could not be stopped (e.g. the connection is gone); the
+                message says how to stop it by hand.
+        """
+        # The launching shell (still following the output, or running a setup line) is ours
+        # while its channel is open on this connection: its PID cannot have been reused.
+        channel = self._channel
+        shell = self._parser.shell_pid if channel is not None and not channel.closed else None
+        args = [
+            str(shell or ""),
+            self.run_dir or "",
+            str(self.pid or ""),
+            str(int(grace)),
+            self.runtime_file or "",
+        ]
+        try:
+            if any(args[:3]):
+                status, output = run_remote(
+                    self._transport, STOP_SCRIPT, args, host=self._host, timeout=grace + 20.0
+                )
+                if status != 0 or STOPPED_MARKER not in output:
+                    raise RJupyterError(
+                        f"Jupyter (pid {self.pid}) on {self._host} did not stop; check with "
+                        f"`ps -p {self.pid}` there and stop it by hand"
+                    )
+                logger.debug("stopped remote pid %s on %s", self.pid, self._host)
+        except SSHConnectError as exc:
+            raise RJupyterError(
+                f"cannot stop Jupyter (pid {self.pid}) on {self._host}: {exc}. It stops by itself "
+                f"after the abandon timeout unless it was kept running; or log in and run "
+                f"`kill {self.pid}` there"
+            ) from exc
+        finally:
+            if self._channel is not None:
+                self._channel.close()
+            if self._reader is not None:
+                self._reader.join(5.0)

@@ -1,0 +1,285 @@
+"""The POSIX shell that runs on the remote host: launch, stop, heartbeat and inventory scripts.
+
+Pure text, no I/O: every script is sent to ``/bin/sh -s`` on a channel's stdin, so nothing in it
+shows up in a remote command line. User strings are quoted as data (``setup`` lines excepted, which
+are shell code by design); a leading ``~`` means the remote home directory.
+
+The server runs detached from the SSH session, under a small supervisor in a session of its own
+(``setsid``) that owns a private run directory ``$XDG_STATE_HOME/rjupyter/<id>`` (mode 0700):
+``log`` (the server's output), ``pid``, ``sup`` (the supervisor's PID), ``status`` (exit status,
+once it ended), ``keep`` (started with keep_running) and ``heartbeat``. Unless the server is kept
+running, a watchdog in the supervisor stops it when rjupyter's heartbeat stays away for the
+abandon timeout — so a client that died without cleaning up leaves no server behind for long.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+
+from ._startup import (
+    ERROR_MARKER,
+    EXIT_MARKER,
+    PID_MARKER,
+    RUN_MARKER,
+    SHELL_MARKER,
+    STOPPED_MARKER,
+)
+
+__all__ = [
+    "APPS",
+    "INVENTORY_SCRIPT",
+    "LISTEN_SCRIPT",
+    "STOP_SCRIPT",
+    "abandon_step",
+    "build_script",
+    "environment_lines",
+    "heartbeat_script",
+    "remote_path",
+    "server_command",
+]
+
+APPS = ("notebook", "lab", "server")
+_TILDE_USER = re.compile(r"~[A-Za-z_][A-Za-z0-9_.-]*$")
+STATE_DIR = '"${XDG_STATE_HOME:-$HOME/.local/state}/rjupyter"'
+
+# Runs detached: $1 run dir, $2 abandon seconds (0: never), $3 watchdog step, then the command.
+_SUPERVISOR = """\
+run=$1 abandon=$2 step=$3; shift 3
+echo "$$" > "$run/sup"
+"$@" >> "$run/log" 2>&1 < /dev/null &
+pid=$!
+echo "$pid" > "$run/pid.new" && mv "$run/pid.new" "$run/pid"
+if [ "$abandon" -gt 0 ]; then
+  ( idle=0
+    while kill -0 "$pid" 2>/dev/null; do
+      sleep "$step"
+      if [ -e "$run/heartbeat" ]; then rm -f "$run/heartbeat"; idle=0
+      else idle=$((idle + step)); fi
+      if [ "$idle" -ge "$abandon" ]; then : > "$run/abandoned"; kill -TERM "$pid"; break; fi
+    done ) &
+fi
+wait "$pid"
+echo "$?" > "$run/status"
+[ -e "$run/abandoned" ] && rm -rf -- "$run"
+"""
+
+#: Stops one server. Args: launching shell PID, run dir, server PID, grace seconds, runtime
+#: file; any may be empty. SIGTERM first (Jupyter then shuts its kernels down), SIGKILL after
+#: the grace period, then any kernel it left, the supervisor and its watchdog; then removes the
+#: run dir, and the runtime file if the server could not remove it itself.
+STOP_SCRIPT = f"""\
+shell=$1 run=$2 pid=$3 grace=$4 runtime=$5
+alive() {{ kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }}
+nap() {{ sleep 0.1 2>/dev/null || sleep 1; }}
+wait_gone() {{ n=0; while alive "$1" && [ "$n" -lt "$2" ]; do nap; n=$((n + 1)); done; }}
+[ -n "$run" ] && [ -z "$pid" ] && [ -s "$run/pid" ] && pid=$(cat "$run/pid")
+sup=; [ -n "$run" ] && [ -s "$run/sup" ] && sup=$(cat "$run/sup")
+[ -n "$shell" ] && kill -TERM "-$shell" 2>/dev/null
+if [ -n "$pid" ] && {{ [ -z "$run" ] || [ ! -e "$run/status" ]; }} && alive "$pid"; then
+  kids=$(ps -o pid= --ppid "$pid" 2>/dev/null)
+  kill -TERM "$pid" 2>/dev/null
+  wait_gone "$pid" "$((grace * 10))"
+  alive "$pid" && kill -KILL "$pid" 2>/dev/null && wait_gone "$pid" 50
+  for kid in $kids; do alive "$kid" && kill -TERM "$kid" 2>/dev/null; done
+  for kid in $kids; do wait_gone "$kid" 30; alive "$kid" && kill -KILL "$kid" 2>/dev/null; done
+fi
+if [ -n "$sup" ]; then kill -TERM "-$sup" 2>/dev/null || kill -TERM "$sup" 2>/dev/null; fi
+[ -n "$sup" ] && wait_gone "$sup" 30
+if [ -n "$pid" ] && ! alive "$pid" && [ -n "$runtime" ] && [ -e "$runtime" ]; then
+  rm -f -- "$runtime" "${{runtime%.json}}-open.html"
+fi
+[ -n "$run" ] && rm -rf -- "$run"
+if [ -n "$pid" ] && alive "$pid"; then exit 1; fi
+printf '%s\\n' {STOPPED_MARKER}
+"""
+
+#: Lists the user's servers: rjupyter's run dirs and Jupyter runtime files, with the state and
+#: command line of each PID they name. Extra runtime dirs may be given as arguments.
+INVENTORY_SCRIPT = f"""\
+state={STATE_DIR}
+pids=
+for run in "$state"/*; do
+  [ -d "$run" ] || continue
+  pid=$(cat "$run/pid" 2>/dev/null); pids="$pids $pid"
+  keep=; [ -e "$run/keep" ] && keep=keep
+  runtime=$(grep -o 'file://[^ ]*/jpserver-[0-9]*-open.html' "$run/log" 2>/dev/null | head -n 1)
+  printf 'RJ-RUN %s\\t%s\\t%s\\t%s\\n' "$run" "$pid" "$keep" "$runtime"
+  [ -n "$runtime" ] && set -- "$@" "$(dirname "${{runtime#file://}}")"
+done
+seen=
+default="${{XDG_DATA_HOME:-$HOME/.local/share}}/jupyter/runtime"
+for dir in "${{JUPYTER_RUNTIME_DIR:-}}" "$default" "$@"; do
+  [ -n "$dir" ] && [ -d "$dir" ] || continue
+  case "$seen" in *"|$dir|"*) continue;; esac
+  seen="$seen|$dir|"
+  for file in "$dir"/jpserver-*.json "$dir"/nbserver-*.json; do
+    [ -f "$file" ] || continue
+    printf 'RJ-FILE %s\\t%s\\t' "$file" "$(stat -c %Y "$file" 2>/dev/null || echo 0)"
+    tr -d '\\n' < "$file"; printf '\\n'
+    pid=${{file##*server-}}; pids="$pids ${{pid%.json}}"
+  done
+done
+for pid in $pids; do
+  [ -r "/proc/$pid/stat" ] || continue
+  state=$(sed 's/.*) \\(.\\).*/\\1/' "/proc/$pid/stat")
+  printf 'RJ-PROC %s\\t%s\\t%s\\n' "$pid" "$state" "$(tr '\\0' ' ' < "/proc/$pid/cmdline")"
+done
+"""
+
+
+#: Waits (up to ~10 s) until something listens on TCP port $1 (hex) on the remote host, reading
+#: /proc/net/tcp rather than connecting, so no refused connection is logged anywhere. Exits 0 at
+#: once where there is no /proc/net/tcp.
+LISTEN_SCRIPT = """\
+[ -r /proc/net/tcp ] || exit 0
+n=0
+while [ "$n" -lt 200 ]; do
+  grep -q ":$1 00000000:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null && exit 0
+  sleep 0.05 2>/dev/null || sleep 1
+  n=$((n + 1))
+done
+exit 1
+"""
+
+
+def remote_path(path: str) -> str:
+    """Quote ``path`` as one shell word, letting a leading ``~`` mean a home directory."""
+    head, sep, rest = path.partition("/")
+    if head == "~":
+        prefix = '"$HOME"'
+    elif _TILDE_USER.match(head):
+        prefix = head
+    else:
+        return shlex.quote(path)
+    return prefix + (sep + shlex.quote(rest) if rest else sep)
+
+
+def abandon_step(abandon: float) -> int:
+    """How often (s) the watchdog looks for a heartbeat; rjupyter beats twice as often."""
+    return int(min(60, max(1, abandon // 6)))
+
+
+def heartbeat_script(run_dir: str) -> str:
+    """Tells the watchdog that the client is still there."""
+    return f": > {shlex.quote(run_dir + '/heartbeat')}\n"
+
+
+def build_script(
+    *,
+    app: str,
+    port: int,
+    workdir: str | None,
+    venv: str | None,
+    conda_env: str | None,
+    setup: Sequence[str],
+    jupyter: str,
+    run_id: str = "x",
+    abandon: float = 0,
+    keep: bool = False,
+) -> str:
+    """The script that enters the environment and starts Jupyter under the supervisor.
+
+    It prints its own PID (to stop a setup line still running), the run dir, the server's PID,
+    then follows the server's output until the server ends, and prints its exit status.
+
+    Raises:
+        ValueError: ``app`` is not one of :data:`APPS`, or ``run_id`` is not alphanumeric.
+    """
+    if not run_id.isalnum():
+        raise ValueError(f"run_id must be alphanumeric; got {run_id!r}")
+    lines = environment_lines(
+        workdir=workdir, venv=venv, conda_env=conda_env, setup=setup, jupyter=jupyter
+    )
+    server = server_command(app, jupyter, port)
+    abandon_seconds = 0 if keep else int(abandon)
+    lines += [
+        f"rj_run={STATE_DIR}/{run_id}",
+        '(umask 077 && mkdir -p "$rj_run") || rj_fail rundir',
+        ': > "$rj_run/heartbeat"',
+        # The log exists before anyone follows it: `tail -f` gives up on a missing file.
+        ': > "$rj_run/log"',
+        *([': > "$rj_run/keep"'] if keep else []),
+        f"printf '%s %s\\n' {RUN_MARKER} \"$rj_run\" >&2",
+        "rj_setsid=; command -v setsid >/dev/null 2>&1 && rj_setsid=setsid",
+        f"$rj_setsid /bin/sh -c {shlex.quote(_SUPERVISOR)} rjupyter-supervisor "
+        f'"$rj_run" {abandon_seconds} {abandon_step(abandon)} {server} '
+        "</dev/null >/dev/null 2>&1 &",
+        "rj_n=0",
+        'while [ ! -s "$rj_run/pid" ] || [ ! -s "$rj_run/sup" ]; do',
+        "  rj_n=$((rj_n + 1)); [ $rj_n -gt 300 ] && rj_fail supervisor",
+        "  sleep 0.02 2>/dev/null || sleep 1",
+        "done",
+        f'printf \'%s %s\\n\' {PID_MARKER} "$(cat "$rj_run/pid")" >&2',
+        'rj_sup=$(cat "$rj_run/sup")',
+        'if tail --pid="$$" -n 0 /dev/null >/dev/null 2>&1; then',
+        '  tail -n +1 -f --pid="$rj_sup" "$rj_run/log"',
+        "else",
+        '  tail -n +1 -f "$rj_run/log" & rj_tail=$!',
+        '  while kill -0 "$rj_sup" 2>/dev/null; do sleep 1; done',
+        '  kill "$rj_tail"',
+        "fi",
+        f'printf \'%s %s\\n\' {EXIT_MARKER} "$(cat "$rj_run/status" 2>/dev/null)" >&2',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def server_command(app: str, jupyter: str, port: int) -> str:
+    """The command that starts Jupyter on the loopback at ``port`` (or the next free one).
+
+    Raises:
+        ValueError: ``app`` is not one of :data:`APPS`.
+    """
+    if app not in APPS:
+        raise ValueError(f"app must be one of {', '.join(APPS)}; got {app!r}")
+    command = remote_path(jupyter)
+    return f"{command} {app} --no-browser --ip=127.0.0.1 --port={int(port)} --port-retries=50"
+
+
+def environment_lines(
+    *,
+    workdir: str | None,
+    venv: str | None,
+    conda_env: str | None,
+    setup: Sequence[str],
+    jupyter: str,
+) -> list[str]:
+    """Shell lines that enter the environment and check that ``jupyter`` is there.
+
+    They print the shell's PID, and on failure a reason code (``rj_fail``) and exit 97.
+    """
+    lines = [
+        f"rj_fail() {{ printf '%s %s\\n' {ERROR_MARKER} \"$1\" >&2; exit 97; }}",
+        f"printf '%s %s\\n' {SHELL_MARKER} \"$$\" >&2",
+    ]
+    if workdir is not None:
+        lines.append(f"cd -- {remote_path(workdir)} || rj_fail workdir")
+    if venv is not None:
+        lines += [
+            f"VIRTUAL_ENV={remote_path(venv)}",
+            '[ -f "$VIRTUAL_ENV/bin/activate" ] || rj_fail venv',
+            'PATH="$VIRTUAL_ENV/bin:$PATH"',
+            "export VIRTUAL_ENV PATH",
+            "unset PYTHONHOME",
+        ]
+    if conda_env is not None:
+        lines += _conda_lines(conda_env)
+    for number, line in enumerate(setup, 1):
+        lines += [line, f"[ $? -eq 0 ] || rj_fail setup:{number}"]
+    lines.append(f"command -v {remote_path(jupyter)} >/dev/null 2>&1 || rj_fail jupyter")
+    return lines
+
+
+def _conda_lines(env: str) -> list[str]:
+    return [
+        'rj_conda="${CONDA_EXE:-}"',
+        '[ -n "$rj_conda" ] || rj_conda="$(command -v conda 2>/dev/null)"',
+        'for rj_dir in "$HOME/miniforge3" "$HOME/mambaforge" "$HOME/miniconda3" '
+        '"$HOME/anaconda3" /opt/conda; do',
+        '  [ -n "$rj_conda" ] || { [ -x "$rj_dir/bin/conda" ] && rj_conda="$rj_dir/bin/conda"; }',
+        "done",
+        '[ -n "$rj_conda" ] || rj_fail conda',
+        'eval "$("$rj_conda" shell.posix hook)" || rj_fail conda',
+        f"conda activate {shlex.quote(env)} || rj_fail conda-env",
+    ]

@@ -1,0 +1,404 @@
+"""Connecting: resolve a host like ``ssh``, walk its jump chain, check host keys, log in once.
+
+This module and the launcher and tunnel modules are the only ones that import paramiko (with
+the private helpers it uses: ``_sshconfig``, ``_knownhosts``, ``_hostcert``, ``_auth``,
+``_liveness``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shlex
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import paramiko
+
+from .._deadline import Deadline
+from .._errors import RJupyterError, SSHConnectError
+from .._paramiko._fastpath import install as install_fast_path
+from .._paramiko._fixes import ReadAheadSocket
+from .._paramiko._fixes import install as install_transport_fixes
+from ._auth import AuthHandler, Credentials, authenticate
+from ._hostconfig import HostConfig, resolve_chain, resolve_host, split_chain
+from ._hostspec import parse_host_spec
+from ._knownhosts import HostIdentity, check_host_key, known_key_types, load_known_hosts
+from ._liveness import Keepalive
+from ._tokens import TokenContext, expand_tokens
+
+__all__ = [
+    "AuthHandler",
+    "ConnectOptions",
+    "HostConfig",
+    "SSHConnection",
+    "connect",
+    "open_connection",
+    "resolve_host",
+]
+
+logger = logging.getLogger(__name__)
+
+_PROXY_EXIT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How to reach a host: everything that connects (RemoteNotebook, Tunnel, ...) takes these.
+
+    Attributes:
+        ssh_config: SSH config file to read (default ``~/.ssh/config`` and the system one).
+        identity_file: A private key file to try first (on every hop).
+        password: For password authentication (offered to the target host only).
+        passphrase: For encrypted key files: the passphrase, or a callable that gets the key's
+            path and returns it.
+        host_key_policy: ``"reject"``, ``"accept-new"`` or ``"no"``; None takes
+            ``StrictHostKeyChecking`` from the config (default ``"reject"``).
+        jump: Jump host(s), like ``ProxyJump``: ``"user@bastion:22"``, a comma-separated chain
+            or a sequence; ``"none"`` for none; None takes ``ProxyJump`` from the config.
+        auth_handler: Answers keyboard-interactive prompts (see :data:`AuthHandler`), on every
+            hop.
+        progress: Told of each step: ``progress(step, detail)`` with step ``"connect"`` (detail
+            ``host:port``) and ``"authenticate"`` (detail ``user@host``), for every hop.
+    """
+
+    ssh_config: str | os.PathLike[str] | None = None
+    identity_file: str | os.PathLike[str] | None = None
+    password: str | None = field(default=None, repr=False)
+    passphrase: str | Callable[[str], str] | None = field(default=None, repr=False)
+    host_key_policy: str | None = None
+    jump: str | Sequence[str] | None = None
+    auth_handler: AuthHandler | None = None
+    progress: Callable[[str, str], None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.host_key_policy not in (None, "reject", "accept-new", "no"):
+            raise ValueError(
+                "host_key_policy must be 'reject', 'accept-new' or 'no'; "
+                f"got {self.host_key_policy!r}"
+            )
+
+
+@contextmanager
+def _connect_errors(host: HostConfig, timeout: float) -> Iterator[None]:
+    """Translate socket and paramiko failures into SSHConnectError."""
+    target = f"{host.hostname}:{host.port}"
+    try:
+        yield
+    except RJupyterError:
+        raise
+    except socket.gaierror as exc:
+        raise SSHConnectError(
+            f"cannot resolve {host.hostname!r} (host {host.name}): {exc.strerror}. "
+            "Check the name, or its HostName in your SSH config",
+            host=host.name,
+        ) from exc
+    except TimeoutError as exc:
+        raise SSHConnectError(
+            f"no answer from {target} (host {host.name}) within {timeout:.0f} s. "
+            "Check that the host is up and reachable (VPN, firewall), or raise ConnectTimeout",
+            host=host.name,
+        ) from exc
+    except ConnectionRefusedError as exc:
+        raise SSHConnectError(
+            f"connection to {target} (host {host.name}) refused: no SSH server listens there. "
+            "Check the port (Port in your SSH config) and that sshd runs",
+            host=host.name,
+        ) from exc
+    except paramiko.ChannelException as exc:
+        raise SSHConnectError(
+            f"the jump host could not reach {target} (host {host.name}): {exc.text}. Check "
+            "HostName and Port as the jump host sees them",
+            host=host.name,
+        ) from exc
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        raise SSHConnectError(
+            f"SSH connection to {target} (host {host.name}) failed: {exc or type(exc).__name__}. "
+            "Check that `ssh` itself reaches this host",
+            host=host.name,
+        ) from exc
+
+
+class _ProxyCommand(paramiko.ProxyCommand):
+    """paramiko's ProxyCommand, whose close() also reaps the process and closes its pipes."""
+
+    def close(self) -> None:
+        process = self.process
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(_PROXY_EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _open_stream(
+    host: HostConfig, via: paramiko.Transport | None, timeout: float
+) -> socket.socket | paramiko.Channel | paramiko.ProxyCommand:
+    if via is not None:
+        logger.debug("opening a channel to %s:%s through the jump host", host.hostname, host.port)
+        return via.open_channel(
+            "direct-tcpip", (host.hostname, host.port), ("127.0.0.1", 0), timeout=timeout
+        )
+    if host.proxy_command:
+        context = TokenContext(
+            host=host.hostname,
+            original_host=parse_host_spec(host.name).host,
+            port=str(host.port),
+            remote_user=host.user,
+            key_alias=host.host_key_alias or "",
+        )
+        command = expand_tokens(host.proxy_command, context)
+        shell = os.environ.get("SHELL") or "/bin/sh"
+        logger.debug("ProxyCommand for %s: %s", host.name, command)
+        # paramiko splits its argument with shlex; ssh runs ProxyCommand through the shell.
+        return _ProxyCommand(shlex.join([shell, "-c", f"exec {command}"]))
+    logger.debug("connecting to %s:%s", host.hostname, host.port)
+    sock = socket.create_connection((host.hostname, host.port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return ReadAheadSocket.wrap(sock)
+
+
+def connect(
+    host: HostConfig,
+    credentials: Credentials,
+    *,
+    deadline: Deadline,
+    via: paramiko.Transport | None = None,
+    progress: Callable[[str, str], None] | None = None,
+) -> paramiko.Transport:
+    """Open one connection (directly, by ProxyCommand, or through ``via``), check, log in once.
+
+    Raises:
+        SSHConnectError: The host cannot be reached or the handshake fails.
+        HostKeyError: The host key is unknown (under ``"reject"``), changed or revoked.
+        AuthenticationError: No credential was accepted.
+    """
+    timeout = min(host.connect_timeout or deadline.seconds, deadline.remaining(0.1))
+    if progress is not None:
+        progress("connect", f"{host.hostname}:{host.port}")
+    with _connect_errors(host, timeout):
+        transport = paramiko.Transport(_open_stream(host, via, timeout))
+    install_transport_fixes(transport)
+    install_fast_path(transport)
+    try:
+        with _connect_errors(host, timeout):
+            transport.banner_timeout = timeout
+            transport.auth_timeout = deadline.remaining(0.1)
+            transport.use_compression(host.compression)
+            entries = load_known_hosts(host.known_hosts_files)
+            _prefer(transport, known_key_types(entries, host.known_hosts_name))
+            _prefer_fast_ciphers(transport)
+            transport.start_client(timeout=deadline.remaining(0.1))
+            identity = HostIdentity(
+                label=host.name,
+                lookup_name=host.known_hosts_name,
+                principal=host.host_key_alias or host.hostname,
+                files=host.known_hosts_files,
+                policy=host.host_key_policy,
+            )
+            check_host_key(identity, transport.get_remote_server_key(), entries)
+            if progress is not None:
+                progress("authenticate", f"{host.user}@{host.name}")
+            authenticate(transport, credentials)
+    except BaseException:
+        transport.close()
+        raise
+    logger.debug("logged in to %s as %s", host.name, host.user)
+    return transport
+
+
+def _prefer(transport: paramiko.Transport, wanted: list[str]) -> None:
+    """Ask first for the host key types known_hosts has, as OpenSSH does."""
+    options = transport.get_security_options()
+    supported = list(options.key_types)
+    available = set(getattr(paramiko.Transport, "_key_info", {}))
+    first = [name for name in wanted if name in available]
+    if first:
+        options.key_types = first + [name for name in supported if name not in first]
+
+
+#: Ciphers to ask for first: AES-GCM is authenticated encryption in one pass (no separate MAC),
+#: the fastest paramiko offers with AES-NI. The rest of paramiko's list follows as fallback.
+FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def _prefer_fast_ciphers(transport: paramiko.Transport) -> None:
+    """Put AES-GCM first; the server picks it when it offers it too."""
+    options = transport.get_security_options()
+    supported = list(options.ciphers)
+    first = [name for name in FAST_CIPHERS if name in supported]
+    options.ciphers = first + [name for name in supported if name not in first]
+
+
+class SSHConnection:
+    """One logged-in SSH connection to a host (through its jump hosts, if any).
+
+    A keepalive thread probes the connection every ``ServerAliveInterval`` seconds; after
+    ``ServerAliveCountMax`` unanswered intervals the peer counts as lost: :attr:`lost` is set,
+    the transports are closed, and every callback added with :meth:`add_lost_callback` runs.
+
+    Attributes:
+        host: The resolved host.
+        transport: The authenticated paramiko transport to the host itself.
+        lost: The error describing how the connection was lost, or None while it is fine.
+    """
+
+    def __init__(
+        self,
+        host: HostConfig,
+        transport: paramiko.Transport,
+        hops: Sequence[paramiko.Transport] = (),
+        *,
+        keepalive: bool = True,
+    ) -> None:
+        self.host = host
+        self.transport = transport
+        self._hops = list(hops)
+        self.lost: SSHConnectError | None = None
+        self._callbacks: list[Callable[[SSHConnectError], None]] = []
+        self._lock = threading.Lock()
+        self._keepalive: Keepalive | None = None
+        if keepalive and host.alive_interval > 0:
+            self._keepalive = Keepalive(
+                transport,
+                label=host.name,
+                interval=host.alive_interval,
+                count=host.alive_count,
+                on_lost=self._mark_lost,
+            )
+            self._keepalive.start()
+
+    @property
+    def is_active(self) -> bool:
+        """True while the transport is up and the peer answers."""
+        return self.lost is None and bool(self.transport.is_active())
+
+    def add_lost_callback(self, callback: Callable[[SSHConnectError], None]) -> None:
+        """Call ``callback(error)`` once the peer is found dead (at once if it already is).
+
+        Callbacks run in the keepalive thread; one that raises is logged and skipped.
+        """
+        with self._lock:
+            lost = self.lost
+            if lost is None:
+                self._callbacks.append(callback)
+        if lost is not None:
+            self._run_callback(callback, lost)
+
+    def check(self) -> None:
+        """Raise the loss, if the connection was lost.
+
+        Raises:
+            SSHConnectError: The peer stopped answering or closed the connection.
+        """
+        if self.lost is not None:
+            raise self.lost
+
+    def _mark_lost(self, error: SSHConnectError) -> None:
+        with self._lock:
+            if self.lost is not None:
+                return
+            self.lost = error
+            callbacks, self._callbacks = self._callbacks, []
+        self._close_transports()
+        for callback in callbacks:
+            self._run_callback(callback, error)
+
+    @staticmethod
+    def _run_callback(callback: Callable[[SSHConnectError], None], error: SSHConnectError) -> None:
+        try:
+            callback(error)
+        except Exception:
+            logger.exception("a lost-connection callback failed")
+
+    def _close_transports(self) -> None:
+        for transport in [self.transport, *reversed(self._hops)]:
+            transport.close()
+
+    def close(self) -> None:
+        """Stop the keepalive, close the connection, then each jump host's; idempotent."""
+        if self._keepalive is not None:
+            self._keepalive.stop()
+        self._close_transports()
+
+    def __repr__(self) -> str:
+        return f"<SSHConnection {self.host.user}@{self.host.name} active={self.is_active}>"
+
+
+def _credentials(host: HostConfig, options: ConnectOptions, *, target: bool) -> Credentials:
+    return Credentials(
+        user=host.user,
+        label=host.name,
+        identity_files=host.identity_files,
+        certificate_files=host.certificate_files,
+        identities_only=host.identities_only,
+        agent_socket=host.agent_socket,
+        password=options.password if target else None,
+        passphrase=options.passphrase,
+        handler=options.auth_handler,
+    )
+
+
+def _with_policy(host: HostConfig, options: ConnectOptions) -> HostConfig:
+    if options.host_key_policy is None:
+        return host
+    return dataclasses.replace(host, host_key_policy=options.host_key_policy)
+
+
+def open_connection(
+    spec: str, options: ConnectOptions, deadline: Deadline, *, via: SSHConnection | None = None
+) -> SSHConnection:
+    """Resolve ``spec`` like ``ssh``, connect through its jump hosts and log in once.
+
+    With ``via``, the host is reached through that live connection instead (its jump chain
+    is not used): one more hop without a second login to the hop. Closing the new
+    connection leaves ``via`` open.
+
+    Raises:
+        ValueError: ``spec`` or an option is malformed.
+        SSHConnectError: The host cannot be reached (``HostKeyError``, ``AuthenticationError``).
+    """
+    host = _with_policy(
+        resolve_host(spec, ssh_config=options.ssh_config, identity_file=options.identity_file),
+        options,
+    )
+    chain = split_chain(options.jump) if options.jump is not None else host.proxy_jump
+    if via is not None:
+        chain = ()
+    hops = resolve_chain(
+        chain,
+        lambda hop: _with_policy(
+            resolve_host(hop, ssh_config=options.ssh_config, identity_file=options.identity_file),
+            options,
+        ),
+    )
+    if chain or via is not None:
+        host = dataclasses.replace(host, proxy_command=None)
+    transports: list[paramiko.Transport] = []
+    first_via = via.transport if via is not None else None
+    try:
+        for number, step in enumerate([*hops, host]):
+            through = transports[-1] if transports else first_via
+            # Only the first step may use its ProxyCommand; later ones go through the chain.
+            reached = step if number == 0 else dataclasses.replace(step, proxy_command=None)
+            credentials = _credentials(reached, options, target=number == len(hops))
+            transports.append(
+                connect(
+                    reached, credentials, deadline=deadline, via=through, progress=options.progress
+                )
+            )
+    except BaseException:
+        for transport in reversed(transports):
+            transport.close()
+        raise
+    return SSHConnection(host, transports[-1], transports[:-1])
