@@ -21,8 +21,8 @@ from faults import dropping
 from helpers import wait_for
 
 from rjupyter import Tunnel
-from rjupyter._paramiko import _fastpath, _spliced
 from rjupyter._forward._windows import MAX_PACKET_SIZE, MIN_WINDOW
+from rjupyter._paramiko import _fastpath, _spliced
 from rjupyter._paramiko._fastpath import FastPath, sender
 from rjupyter.testing import DelayProxy, Lab, LabHost, TrafficServer, ssh_config_through
 from rjupyter.testing._procs import stop_pids
@@ -55,8 +55,8 @@ def test_bytes_arrive_intact_both_ways(tunnel: Tunnel) -> None:
 
 
 def _fast_path(tunnel: Tunnel) -> FastPath:
-    assert tunnel._connection is not None
-    fast = sender(tunnel._connection.transport)
+    assert tunnel._slot is not None
+    fast = sender(tunnel._slot.current.transport)
     assert fast is not None
     return fast
 
@@ -160,8 +160,8 @@ def test_a_slow_reader_holds_the_server_back(tunnel: Tunnel) -> None:
 
 
 def test_a_client_reset_closes_the_channel(tunnel: Tunnel) -> None:
-    assert tunnel._connection is not None
-    transport: Any = tunnel._connection.transport
+    assert tunnel._slot is not None
+    transport: Any = tunnel._slot.current.transport
     channels_before = len(transport._channels.values())
     sock = socket.create_connection(("127.0.0.1", tunnel.local_port), timeout=30)
     sock.sendall(f"ZEROS {1 << 30}\n".encode())
@@ -181,8 +181,8 @@ def test_paramiko_s_own_path_when_its_internals_differ(
     monkeypatch.setattr(_fastpath, "_PACKETIZER_STATE", (*_fastpath._PACKETIZER_STATE, "_gone"))
     monkeypatch.setattr(_spliced, "_LEAN_CHANNEL", False)
     with Tunnel(remote.name, traffic.port, ssh_config=lab.ssh_config) as plain:
-        assert plain._connection is not None
-        assert sender(plain._connection.transport) is None
+        assert plain._slot is not None
+        assert sender(plain._slot.current.transport) is None
         download(plain.local_port, 8 * MiB)
         upload(plain.local_port, 8 * MiB)
         with socket.create_connection(("127.0.0.1", plain.local_port), timeout=30) as sock:
@@ -198,8 +198,8 @@ def test_key_exchanges_during_transfers(tunnel: Tunnel, caplog: pytest.LogCaptur
     # data flows both ways and short connections open and close: window updates are deferred
     # while the transport thread is in an exchange, a channel the server closes meanwhile does
     # not hang the transport (paramiko #822), and no byte is lost.
-    assert tunnel._connection is not None
-    transport: Any = tunnel._connection.transport
+    assert tunnel._slot is not None
+    transport: Any = tunnel._slot.current.transport
     exchanges = []
     activate = transport._activate_inbound
 
@@ -290,9 +290,16 @@ def test_connections_wait_while_the_link_is_down(
     # The abandoned connection's FIN was dropped: its sshd lives on until a retransmission gets
     # through (a minute or more; once seen still there during later tests' checks). It is this
     # test's doing: end it by PID (SIGTERM to the per-connection monitor ends the connection).
+    # Its unprivileged child ("sshd: USER", the one holding the socket) can outlive a monitor
+    # that ended meanwhile, orphaned: end the ones this test left the same way, by PID.
     stale = set(remote.session_sshd_pids()) - before
     if stale and not wait_for(lambda: not set(remote.session_sshd_pids()) & stale, 2):
         assert stop_pids(sorted(stale)) == []
+    if not wait_for(lambda: remote.user_processes() == [], 2):
+        children = [
+            pid for pid, argv in remote.user_processes() if argv[:1] == [f"sshd: {lab.user}"]
+        ]
+        assert stop_pids(children) == []
     assert wait_for(lambda: remote.user_processes() == [], 10), remote.user_processes()
 
 
