@@ -13,7 +13,7 @@ import signal
 import threading
 from types import FrameType
 
-__all__ = ["hold_sigterm", "release_sigterm"]
+__all__ = ["SigtermHold", "hold_sigterm", "holders", "release_sigterm"]
 
 _lock = threading.Lock()
 _holders = 0
@@ -22,6 +22,26 @@ _installed = False
 
 def _raise_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
+
+
+class SigtermHold:
+    """One notebook's hold on SIGTERM: :meth:`release` gives back exactly this hold, once."""
+
+    def __init__(self) -> None:
+        self._held = True
+        hold_sigterm()
+
+    def release(self) -> None:
+        """Give the hold back; idempotent (a second call releases nothing of anyone else's)."""
+        with _lock:
+            held, self._held = self._held, False
+        if held:
+            release_sigterm()
+
+
+def holders() -> int:
+    """How many holds are taken now."""
+    return _holders
 
 
 def hold_sigterm() -> None:

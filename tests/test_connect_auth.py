@@ -15,7 +15,8 @@ from helpers import host_block, http, keygen, wait_for
 
 from rjupyter import AuthenticationError, RemoteNotebook
 from rjupyter._deadline import Deadline
-from rjupyter._ssh._connection import ConnectOptions, SSHConnection, open_connection
+from rjupyter._ssh._connection import SSHConnection, open_connection
+from rjupyter._ssh._options import ConnectOptions
 from rjupyter.testing import Lab, LabHost
 
 

@@ -14,7 +14,8 @@ from helpers import host_block, keygen
 
 from rjupyter import HostKeyError, SSHConnectError
 from rjupyter._deadline import Deadline
-from rjupyter._ssh._connection import ConnectOptions, open_connection
+from rjupyter._ssh._connection import open_connection
+from rjupyter._ssh._options import ConnectOptions
 from rjupyter.testing import Lab, LabHost
 
 

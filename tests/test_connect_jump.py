@@ -11,7 +11,8 @@ from helpers import host_block, run_example
 
 from rjupyter import SSHConnectError
 from rjupyter._deadline import Deadline
-from rjupyter._ssh._connection import ConnectOptions, SSHConnection, open_connection
+from rjupyter._ssh._connection import SSHConnection, open_connection
+from rjupyter._ssh._options import ConnectOptions
 from rjupyter.testing import Lab, LabHost
 
 

@@ -14,8 +14,9 @@ import pytest
 
 from rjupyter import SSHConnectError
 from rjupyter._deadline import Deadline
-from rjupyter._ssh._connection import ConnectOptions, open_connection
+from rjupyter._ssh._connection import open_connection
 from rjupyter._ssh._liveness import probe, round_trip
+from rjupyter._ssh._options import ConnectOptions
 from rjupyter.testing import Lab, LabHost
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from rjupyter import SSHConnectError
 from rjupyter._errors import HostKeyError
-from rjupyter._ssh._connection import resolve_host
+from rjupyter._ssh._hostconfig import resolve_host
 from rjupyter._ssh._knownhosts import HostIdentity, KnownHost, check_host_key, fingerprint
 
 CONFIG = """

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Callable, Sequence
 
 from .._deadline import Deadline
 from .._errors import NotebookClosedError
 from .._lifecycle import ClosingContext
-from .._ssh._connection import AuthHandler, ConnectOptions, SSHConnection, open_connection
+from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
 from .._ssh._keeper import ConnectionCallback, Keeper
+from .._ssh._options import (
+    CONNECT_TIMEOUT,
+    AuthHandler,
+    ConfigPath,
+    JumpHosts,
+    Passphrase,
+    connect_options,
+)
 from ._forwarder import Forwarder
 
 __all__ = ["Tunnel"]
@@ -34,9 +40,11 @@ class Tunnel(ClosingContext):
         identity_file: A private key file to try first.
         password: A password for password authentication.
         passphrase: For encrypted keys: the passphrase, or a callable given the key's path.
-        host_key_policy: ``"reject"``, ``"accept-new"`` or ``"no"``; None follows the config.
+        host_key_policy: ``"reject"``, ``"accept-new"`` or ``"no"``; None (default) follows
+            ``StrictHostKeyChecking`` in the SSH config, itself defaulting to ``"reject"``.
         jump: Jump host(s) like ``ProxyJump``; None follows the SSH config.
-        auth_handler: Answers keyboard-interactive prompts.
+        auth_handler: ``auth_handler(title, instructions, prompts)`` answers keyboard-interactive
+            prompts (``prompts`` is a list of ``(prompt, echo)``); returns one answer each.
         timeout: Seconds allowed for connecting.
         reconnect_timeout: Seconds to keep trying to reconnect after the connection drops.
         on_connection_change: Called with False when the connection drops, True when back.
@@ -52,14 +60,14 @@ class Tunnel(ClosingContext):
         *,
         remote_host: str = "127.0.0.1",
         local_port: int | None = None,
-        ssh_config: str | os.PathLike[str] | None = None,
-        identity_file: str | os.PathLike[str] | None = None,
+        ssh_config: ConfigPath | None = None,
+        identity_file: ConfigPath | None = None,
         password: str | None = None,
-        passphrase: str | Callable[[str], str] | None = None,
+        passphrase: Passphrase | None = None,
         host_key_policy: str | None = None,
-        jump: str | Sequence[str] | None = None,
+        jump: JumpHosts | None = None,
         auth_handler: AuthHandler | None = None,
-        timeout: float = 30.0,
+        timeout: float = CONNECT_TIMEOUT,
         reconnect_timeout: float = 300.0,
         on_connection_change: ConnectionCallback | None = None,
     ) -> None:
@@ -73,7 +81,7 @@ class Tunnel(ClosingContext):
         self._asked_local_port = local_port or 0
         self._reconnect_timeout = reconnect_timeout
         self._on_change = on_connection_change
-        self._options = ConnectOptions(
+        self._options = connect_options(
             ssh_config=ssh_config,
             identity_file=identity_file,
             password=password,
@@ -84,7 +92,7 @@ class Tunnel(ClosingContext):
         )
         self._lock = threading.Lock()
         self._closed = False
-        self._connection: SSHConnection | None = None
+        self._slot: ConnectionSlot | None = None
         self._forwarder: Forwarder | None = None
         self._keeper: Keeper | None = None
 
@@ -103,22 +111,23 @@ class Tunnel(ClosingContext):
         with self._lock:
             if self._closed:
                 raise NotebookClosedError("this Tunnel is closed; create a new one")
-            if self._connection is not None:
+            if self._slot is not None:
                 raise RuntimeError("this Tunnel was already started")
-            self._connection = self._connect(Deadline(self.timeout))
+            slot = self._slot = ConnectionSlot(self._connect(Deadline(self.timeout)))
         try:
             forwarder = Forwarder(
-                self._connection.transport,
+                slot.current.transport,
                 (self.remote_host, self.remote_port),
                 local_port=self._asked_local_port,
             )
             forwarder.open()
             self._forwarder = forwarder
+            slot.on_swap(lambda connection: forwarder.use_transport(connection.transport))
             self._keeper = Keeper(
                 label=self.host,
-                connection=self._connection,
+                slot=slot,
                 reconnect=self._connect,
-                adopt=self._adopt,
+                adopt=slot.swap,
                 heartbeat=None,
                 heartbeat_period=60.0,
                 reconnect_timeout=self._reconnect_timeout,
@@ -139,13 +148,6 @@ class Tunnel(ClosingContext):
 
     def _connect(self, deadline: Deadline) -> SSHConnection:
         return open_connection(self.host, self._options, deadline)
-
-    def _adopt(self, connection: SSHConnection) -> None:
-        old, self._connection = self._connection, connection
-        if old is not None:
-            old.close()
-        if self._forwarder is not None:
-            self._forwarder.use_transport(connection.transport)
 
     @property
     def local_port(self) -> int:
@@ -186,9 +188,8 @@ class Tunnel(ClosingContext):
             if self._forwarder is not None:
                 self._forwarder.shut()
         finally:
-            if self._connection is not None:
-                self._connection.close()
-            self._connection = None
+            if self._slot is not None:
+                self._slot.close()
         if keeper is not None and keeper.error is not None:
             raise keeper.error
 

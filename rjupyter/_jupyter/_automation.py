@@ -1,7 +1,7 @@
 """Running code and notebooks on the remote kernel, and moving files.
 
 :class:`NotebookAutomation` is a mixin of :class:`~rjupyter.RemoteNotebook`; it relies on the
-notebook's ``base_url``, ``token``, ``host`` and ``_transport`` (the live paramiko transport).
+notebook's ``base_url``, ``token``, ``host`` and ``_connection`` (the live SSH connection).
 The kernels it starts are shut down by :meth:`NotebookAutomation._close_automation`, which
 ``RemoteNotebook.close()`` calls first, while the tunnel is still up.
 """
@@ -35,7 +35,7 @@ from ._wire import Endpoint
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-    from ._files import SSHTransport
+    from .._ssh._connection import SSHConnection
 
 __all__ = ["NotebookAutomation"]
 
@@ -63,7 +63,7 @@ class NotebookAutomation:
         @property
         def token(self) -> str: ...
         @property
-        def _transport(self) -> SSHTransport: ...
+        def _connection(self) -> SSHConnection: ...
 
     def _automation(self) -> _AutomationState:
         with _STATE_LOCK:
@@ -266,7 +266,7 @@ class NotebookAutomation:
             TransferError: The remote side could not be written (the message says why).
             NotebookClosedError: The notebook is closed.
         """
-        return _files.upload(self._transport, local, remote, host=self.host, progress=progress)
+        return _files.upload(self._connection, local, remote, host=self.host, progress=progress)
 
     def download(
         self,
@@ -293,4 +293,4 @@ class NotebookAutomation:
             TransferError: A file could not be read or written (the message says why).
             NotebookClosedError: The notebook is closed.
         """
-        return _files.download(self._transport, remote, local, host=self.host, progress=progress)
+        return _files.download(self._connection, remote, local, host=self.host, progress=progress)

@@ -23,14 +23,12 @@ from pathlib import Path
 
 import paramiko
 
-from .._errors import PathNotFoundError, TransferError
+from .._errors import PathNotFoundError, SSHConnectError, TransferError
+from .._ssh._connection import SSHConnection
 
-__all__ = ["Progress", "SSHTransport", "download", "upload"]
+__all__ = ["Progress", "download", "upload"]
 
 logger = logging.getLogger(__name__)
-
-SSHTransport = paramiko.Transport
-"""The transport type transfers run on (named here so other modules need not import paramiko)."""
 
 _INTO_DIRECTORY = "is a directory; end the destination with / to copy into it"
 
@@ -74,17 +72,15 @@ class _Counter:
 
 
 @contextmanager
-def _sftp(transport: paramiko.Transport, host: str) -> Iterator[paramiko.SFTPClient]:
+def _sftp(connection: SSHConnection, host: str) -> Iterator[paramiko.SFTPClient]:
     try:
-        client = paramiko.SFTPClient.from_transport(transport)
-    except (paramiko.SSHException, OSError) as error:
+        client = connection.open_sftp()
+    except SSHConnectError as error:
         raise TransferError(
             f"could not open an SFTP session on {host} ({error}); is the SFTP subsystem enabled "
             "in the remote sshd_config?",
             path="",
         ) from error
-    if client is None:
-        raise TransferError(f"could not open an SFTP session on {host}", path="")
     try:
         yield client
     finally:
@@ -107,7 +103,7 @@ def _remote_error(error: OSError, path: str, host: str) -> TransferError:
 
 
 def upload(
-    transport: paramiko.Transport,
+    connection: SSHConnection,
     local: str | os.PathLike[str],
     remote: str,
     *,
@@ -128,7 +124,7 @@ def upload(
         raise PathNotFoundError(f"local path {source} does not exist", path=str(source))
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
     counter = _Counter(sum(p.stat().st_size for p in files), progress)
-    with _sftp(transport, host) as sftp:
+    with _sftp(connection, host) as sftp:
         home = sftp.normalize(".")
         target = _remote_path(remote, home)
         if target.endswith("/"):
@@ -190,7 +186,7 @@ def _remote_makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
 
 
 def download(
-    transport: paramiko.Transport,
+    connection: SSHConnection,
     remote: str,
     local: str | os.PathLike[str],
     *,
@@ -206,7 +202,7 @@ def download(
         PathNotFoundError: ``remote`` does not exist on the host.
         TransferError: A path could not be read or written (message says which and why).
     """
-    with _sftp(transport, host) as sftp:
+    with _sftp(connection, host) as sftp:
         source = _remote_path(remote, sftp.normalize(".")).rstrip("/") or "/"
         try:
             files, directories = _remote_tree(sftp, source)

@@ -11,14 +11,17 @@ import logging
 import queue
 import struct
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import websocket  # websocket-client
 
-from .._errors import KernelError
+from .._deadline import Deadline
+from .._errors import KernelError, LaunchTimeout, RJupyterError
 from ._messages import Message
 
 __all__ = ["Endpoint", "KernelSocket", "refusal_error"]
@@ -91,6 +94,44 @@ class Endpoint:
                 "is the notebook still open?"
             ) from error
         return json.loads(raw) if raw.strip() else None
+
+    def wait_ready(
+        self,
+        deadline: Deadline,
+        failure: Callable[[], RJupyterError | None],
+        output_tail: Callable[[], str],
+    ) -> None:
+        """Poll ``api/status`` until the server answers 200.
+
+        Args:
+            deadline: When to give up.
+            failure: Asked before each try; the error to raise when the server is known to
+                have failed (it exited), else None.
+            output_tail: The server's last output, for the timeout's message.
+
+        Raises:
+            RJupyterError: What ``failure`` returned.
+            LaunchTimeout: No answer before the deadline.
+        """
+        pause = 0.02
+        while True:
+            error = failure()
+            if error is not None:
+                raise error
+            try:
+                self.call("GET", "api/status", timeout=deadline.remaining(0.5))
+                return
+            except KernelError as exc:
+                logger.debug("not ready yet: %s", exc)
+            if deadline.expired:
+                raise LaunchTimeout(
+                    f"Jupyter on {self.host} did not answer within {deadline.seconds:.0f} s; it "
+                    "has been stopped. Raise timeout if the host is slow",
+                    host=self.host,
+                    output_tail=output_tail(),
+                )
+            time.sleep(min(pause, deadline.remaining()))
+            pause = min(pause * 2, 0.25)
 
 
 def _server_message(error: urllib.error.HTTPError) -> str:

@@ -1,8 +1,9 @@
-"""A Slurm job holding a notebook: submit it, watch it while queued, learn where Jupyter runs.
+"""A batch job holding a notebook: submit it, watch it while queued, learn where Jupyter runs.
 
-Every command runs on the login node over the session's SSH connection (``sbatch``, ``scontrol``,
-``scancel``; no accounting database is needed). The job's node comes from ``scontrol show job``;
-Jupyter's port and token from the job's output file in the shared home, read by the same poll.
+Every command runs on the login node over the session's SSH connection, in the dialect of one
+:class:`~._scheduler.Scheduler` (for Slurm: ``sbatch``, ``scontrol``, ``scancel``; no accounting
+database is needed). The job's node comes from the poll script's state line; Jupyter's port and
+token from the job's output file in the shared home, read by the same poll.
 """
 
 from __future__ import annotations
@@ -11,39 +12,26 @@ import logging
 import time
 from collections.abc import Callable
 
-import paramiko
-
 from .._deadline import Deadline
 from .._errors import JobError, RJupyterError
-from .._server._remote import failure_reason, run_remote
+from .._server._remote import failure_reason
 from .._server._startup import ServerInfo, StartupParser, redact
-from ._slurm import CANCEL_SCRIPT, OUTPUT_MARKER, POLL_SCRIPT, JobStatus, Slurm, parse_job
-from ._slurm import submit_script as make_submit_script
+from .._ssh._connection import ConnectionSlot
+from ._scheduler import OUTPUT_MARKER, JobStatus, Scheduler
 
-__all__ = ["SlurmJob"]
+__all__ = ["BatchJob"]
 
 logger = logging.getLogger(__name__)
 
 _TAIL_LINES = 40
-_ENDED = {
-    "CANCELLED": "was cancelled (scancel, or an administrator)",
-    "TIMEOUT": "reached its time limit; ask for more with Slurm(time=...)",
-    "FAILED": "failed",
-    "COMPLETED": "ended: Jupyter exited",
-    "NODE_FAIL": "ended because its node failed",
-    "OUT_OF_MEMORY": "ran out of memory; ask for more with Slurm(mem=...)",
-    "PREEMPTED": "was preempted by a job of higher priority",
-    "BOOT_FAIL": "could not start: its node failed to boot",
-    "DEADLINE": "reached its deadline",
-    "GONE": "is no longer known to Slurm (it ended a while ago)",
-}
 
 
-class SlurmJob:
+class BatchJob:
     """One batch job, submitted by us or found again by its id (attach).
 
     Args:
-        transport: The login node's SSH transport.
+        system: The batch system (and its options).
+        slot: The login node's connection.
         host: The login node as the user named it (for messages).
         job_id: The id of an existing job; None until :meth:`submit`.
         options: The launch options by name (to explain an environment failure).
@@ -51,13 +39,15 @@ class SlurmJob:
 
     def __init__(
         self,
-        transport: paramiko.Transport,
+        system: Scheduler,
+        slot: ConnectionSlot,
         *,
         host: str,
         job_id: str | None = None,
         options: dict[str, str] | None = None,
     ) -> None:
-        self._transport = transport
+        self._system = system
+        self._slot = slot
         self._host = host
         self.job_id = job_id
         self._options = options or {}
@@ -66,44 +56,41 @@ class SlurmJob:
         self._tail = ""
         self._token = ""
 
-    def rebind(self, transport: paramiko.Transport) -> None:
-        """Use a new login-node connection (after a reconnect) for later commands."""
-        self._transport = transport
-
-    def submit(self, slurm: Slurm, batch_script: str) -> str:
-        """Submit ``batch_script`` with ``sbatch`` and the options of ``slurm``; return the id.
+    def submit(self, batch_script: str) -> str:
+        """Submit ``batch_script`` with the system's options; return the job id.
 
         Raises:
-            JobError: ``sbatch`` refused the job (bad partition, account, QOS ...).
+            JobError: The batch system refused the job (bad partition, account, QOS ...).
             SSHConnectError: The connection failed.
         """
-        script = make_submit_script(batch_script)
-        status, output = run_remote(self._transport, script, slurm.sbatch_args(), host=self._host)
-        job_id = output.strip().splitlines()[-1].split(";")[0] if output.strip() else ""
-        if status != 0 or not job_id.isdigit():
+        system = self._system
+        script = system.submit_script(batch_script)
+        status, output = self._slot.current.run(script, system.submit_args())
+        job_id = system.parse_submitted(output)
+        if status != 0 or job_id is None:
             message = output.strip() or f"exit status {status}"
             raise JobError(
-                f"sbatch on {self._host} refused the job: {message}. Check the Slurm options "
-                "(partition, account, qos, time) with `sinfo` and `sacctmgr show assoc` there",
+                f"{system.submit_command} on {self._host} refused the job: {message}. "
+                f"{system.refusal_hint()}",
                 host=self._host,
                 job_id=None,
                 state="REJECTED",
                 reason=message,
             )
         self.job_id = job_id
-        logger.info("submitted Slurm job %s on %s", job_id, self._host)
+        logger.info("submitted %s job %s on %s", system.name, job_id, self._host)
         return job_id
 
     def look(self) -> JobStatus:
-        """Ask Slurm about the job and read its output so far.
+        """Ask the batch system about the job and read its output so far.
 
         Raises:
             SSHConnectError: The connection failed.
         """
         assert self.job_id is not None
-        _, output = run_remote(self._transport, POLL_SCRIPT, [self.job_id], host=self._host)
+        _, output = self._slot.current.run(self._system.poll_script, [self.job_id])
         line, _, job_output = output.partition(f"\n{OUTPUT_MARKER}\n")
-        self.status = parse_job(self.job_id, line)
+        self.status = self._system.parse_status(self.job_id, line)
         self._parser = StartupParser()
         for text in job_output.splitlines():
             self._parser.feed(text)
@@ -168,13 +155,14 @@ class SlurmJob:
             reason, _ = failure_reason(parser, self._options)
             raise self._error(status, f"cannot start Jupyter on {status.node}: {reason}")
         if not status.active:
-            raise self._error(status, _ENDED.get(status.state, "ended"))
+            raise self._error(status, self._system.ended_reasons.get(status.state, "ended"))
 
     def _error(self, status: JobStatus, what: str) -> JobError:
         reason = status.reason if status.reason not in ("", "None") else ""
         detail = f" (reason {reason})" if reason else ""
         return JobError(
-            f"Slurm job {self.job_id} on {self._host} {what}; state {status.state}{detail}",
+            f"{self._system.name} job {self.job_id} on {self._host} {what}; "
+            f"state {status.state}{detail}",
             host=self._host,
             job_id=self.job_id,
             state=status.state,
@@ -183,7 +171,7 @@ class SlurmJob:
         )
 
     def cancel(self, timeout: float = 60.0) -> None:
-        """``scancel`` the job and wait until Slurm reports it ended (no longer completing).
+        """Cancel the job and wait until the system reports it ended (no longer completing).
 
         Raises:
             RJupyterError: The job did not end within ``timeout`` (or the connection failed);
@@ -193,14 +181,16 @@ class SlurmJob:
             return
         deadline = Deadline(timeout)
         try:
-            run_remote(self._transport, CANCEL_SCRIPT, [self.job_id], host=self._host)
+            self._slot.current.run(self._system.cancel_script, [self.job_id])
             while self.look().active:
                 if deadline.expired:
                     raise RJupyterError(f"still {self.status.state if self.status else '?'}")
                 time.sleep(min(0.25, deadline.remaining()))
         except RJupyterError as exc:
             raise RJupyterError(
-                f"cannot cancel Slurm job {self.job_id} on {self._host}: {exc}. Log in there "
-                f"and run `scancel {self.job_id}`"
+                f"cannot cancel {self._system.name} job {self.job_id} on {self._host}: {exc}. "
+                f"Log in there and run `{self._system.cancel_command(self.job_id)}`"
             ) from exc
-        logger.info("Slurm job %s on %s ended: %s", self.job_id, self._host, self.status)
+        logger.info(
+            "%s job %s on %s ended: %s", self._system.name, self.job_id, self._host, self.status
+        )

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 
 from .._server._scripts import STATE_DIR, environment_lines, server_command
 from .._server._startup import EXIT_MARKER, PID_MARKER
+from ._scheduler import OUTPUT_MARKER, JobStatus, Scheduler
 
 __all__ = [
     "ACTIVE_STATES",
     "CANCEL_SCRIPT",
-    "OUTPUT_MARKER",
     "POLL_SCRIPT",
-    "JobStatus",
     "Slurm",
     "batch_script",
     "parse_job",
@@ -34,13 +33,49 @@ __all__ = [
 ACTIVE_STATES = frozenset(
     {"PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "COMPLETING", "REQUEUED", "RESIZING"}
 )
-OUTPUT_MARKER = "RJUPYTER-JOB-OUTPUT"
 _FIELD = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z:/]*)=(\S*)")
 _TIME = re.compile(r"(\d+-)?\d{1,2}(:\d{2}){0,2}|\d+|UNLIMITED|INFINITE")
 
 
+_POSITION = re.compile(r"^RJ-QUEUE-POSITION (\d+)$", re.M)
+
+#: Args: job id. Prints the job's ``scontrol`` line, its place among the pending jobs (in
+#: priority order) while it waits, then the tail of its output file.
+POLL_SCRIPT = f"""\
+line=$(scontrol show job -o "$1" 2>&1)
+printf '%s\\n' "$line"
+case "$line" in *JobState=PENDING*)
+  pos=$(squeue -h -t PENDING --sort=-p,i -o %i 2>/dev/null | grep -n -x -- "$1" | cut -d: -f1)
+  [ -n "$pos" ] && printf 'RJ-QUEUE-POSITION %s\\n' "$pos";;
+esac
+printf '%s\\n' {OUTPUT_MARKER}
+out=$(printf '%s\\n' "$line" | sed -n 's/.* StdOut=\\([^ ]*\\).*/\\1/p')
+[ -n "$out" ] && [ -r "$out" ] && tail -c 65536 -- "$out"
+exit 0
+"""
+
+#: Args: job id. Cancels the job (a job already ended is fine).
+CANCEL_SCRIPT = """\
+scancel "$1" 2>&1
+exit 0
+"""
+
+_ENDED = {
+    "CANCELLED": "was cancelled (scancel, or an administrator)",
+    "TIMEOUT": "reached its time limit; ask for more with Slurm(time=...)",
+    "FAILED": "failed",
+    "COMPLETED": "ended: Jupyter exited",
+    "NODE_FAIL": "ended because its node failed",
+    "OUT_OF_MEMORY": "ran out of memory; ask for more with Slurm(mem=...)",
+    "PREEMPTED": "was preempted by a job of higher priority",
+    "BOOT_FAIL": "could not start: its node failed to boot",
+    "DEADLINE": "reached its deadline",
+    "GONE": "is no longer known to Slurm (it ended a while ago)",
+}
+
+
 @dataclass(frozen=True)
-class Slurm:
+class Slurm(Scheduler):
     """Run the notebook in a Slurm batch job on a compute node, reached through the login node.
 
     Pass it as ``RemoteNotebook("login-node", scheduler=Slurm(...))``. Each option becomes the
@@ -111,50 +146,56 @@ class Slurm:
         args = [f"--{name}={value}" for name, value in named.items() if value is not None]
         return args + list(self.extra)
 
+    # -- the Scheduler dialect ---------------------------------------------------------------
 
-@dataclass(frozen=True)
-class JobStatus:
-    """One look at a job, from ``scontrol show job -o``.
+    name = "Slurm"
+    submit_command = "sbatch"
+    poll_script = POLL_SCRIPT
+    cancel_script = CANCEL_SCRIPT
+    ended_reasons = _ENDED
 
-    Attributes:
-        job_id: The job's id.
-        state: ``PENDING``, ``RUNNING``, ``CANCELLED``, ``TIMEOUT`` ... or ``GONE`` when
-            Slurm no longer knows the job.
-        reason: Why it waits or ended (``Priority``, ``Resources``, ``TimeLimit`` ...).
-        node: The node running the batch script, once it runs.
-        start_time: When it started, or is expected to start (None when Slurm gives none).
-        output_file: The job's output file.
-        exit_code: ``ExitCode`` as Slurm reports it (``status:signal``).
-        position: While pending: its place among the pending jobs in priority order (1 is
-            next), when squeue tells.
-    """
+    def batch_script(
+        self,
+        *,
+        app: str,
+        port: int,
+        workdir: str | None,
+        venv: str | None,
+        conda_env: str | None,
+        setup: Sequence[str],
+        jupyter: str,
+    ) -> str:
+        return batch_script(
+            app=app,
+            port=port,
+            workdir=workdir,
+            venv=venv,
+            conda_env=conda_env,
+            setup=setup,
+            jupyter=jupyter,
+        )
 
-    job_id: str
-    state: str
-    reason: str = ""
-    node: str = ""
-    start_time: str | None = None
-    output_file: str = ""
-    exit_code: str = ""
-    position: int | None = None
+    def submit_script(self, batch_script: str) -> str:
+        return submit_script(batch_script)
 
-    @property
-    def active(self) -> bool:
-        """True until the job ended (and was cleaned up)."""
-        return self.state in ACTIVE_STATES
+    def submit_args(self) -> list[str]:
+        return self.sbatch_args()
 
-    def describe(self) -> str:
-        """E.g. ``"job 12 PENDING (Resources), position 2 in the queue, expected start ..."``."""
-        text = f"job {self.job_id} {self.state}"
-        if self.reason and self.reason != "None":
-            text += f" ({self.reason})"
-        if self.state == "PENDING" and self.position is not None:
-            text += f", position {self.position} in the queue"
-        if self.state == "PENDING" and self.start_time:
-            text += f", expected start {self.start_time}"
-        elif self.state == "RUNNING" and self.node:
-            text += f" on {self.node}"
-        return text
+    def parse_submitted(self, output: str) -> str | None:
+        job_id = output.strip().splitlines()[-1].split(";")[0] if output.strip() else ""
+        return job_id if job_id.isdigit() else None
+
+    def parse_status(self, job_id: str, text: str) -> JobStatus:
+        return parse_job(job_id, text)
+
+    def cancel_command(self, job_id: str) -> str:
+        return f"scancel {job_id}"
+
+    def refusal_hint(self) -> str:
+        return (
+            "Check the Slurm options (partition, account, qos, time) with `sinfo` and "
+            "`sacctmgr show assoc` there"
+        )
 
 
 def parse_job(job_id: str, text: str) -> JobStatus:
@@ -168,6 +209,7 @@ def parse_job(job_id: str, text: str) -> JobStatus:
     return JobStatus(
         job_id=job_id,
         state=fields["JobState"],
+        active=fields["JobState"] in ACTIVE_STATES,
         reason=fields.get("Reason", ""),
         node=fields.get("BatchHost", "") if fields.get("BatchHost") != "(null)" else "",
         start_time=None if start in ("", "Unknown", "None", "(null)") else start,
@@ -194,30 +236,6 @@ def submit_script(job: str) -> str:
             "",
         ]
     )
-
-
-_POSITION = re.compile(r"^RJ-QUEUE-POSITION (\d+)$", re.M)
-
-#: Args: job id. Prints the job's ``scontrol`` line, its place among the pending jobs (in
-#: priority order) while it waits, then the tail of its output file.
-POLL_SCRIPT = f"""\
-line=$(scontrol show job -o "$1" 2>&1)
-printf '%s\\n' "$line"
-case "$line" in *JobState=PENDING*)
-  pos=$(squeue -h -t PENDING --sort=-p,i -o %i 2>/dev/null | grep -n -x -- "$1" | cut -d: -f1)
-  [ -n "$pos" ] && printf 'RJ-QUEUE-POSITION %s\\n' "$pos";;
-esac
-printf '%s\\n' {OUTPUT_MARKER}
-out=$(printf '%s\\n' "$line" | sed -n 's/.* StdOut=\\([^ ]*\\).*/\\1/p')
-[ -n "$out" ] && [ -r "$out" ] && tail -c 65536 -- "$out"
-exit 0
-"""
-
-#: Args: job id. Cancels the job (a job already ended is fine).
-CANCEL_SCRIPT = """\
-scancel "$1" 2>&1
-exit 0
-"""
 
 
 def batch_script(

@@ -11,19 +11,26 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .._deadline import Deadline
 from .._errors import RJupyterError
-from .._ssh._connection import AuthHandler, ConnectOptions, SSHConnection, open_connection
-from ._remote import RemoteServer, run_remote
-from ._scripts import INVENTORY_SCRIPT
+from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
+from .._ssh._options import (
+    CONNECT_TIMEOUT,
+    AuthHandler,
+    ConfigPath,
+    ConnectOptions,
+    JumpHosts,
+    Passphrase,
+    connect_options,
+)
+from ._remote import RemoteServer
+from ._scripts import APPS, INVENTORY_SCRIPT
 from ._startup import ServerInfo
 
 __all__ = ["ServerRecord", "find_server", "list_servers", "parse_inventory", "stop_server"]
-
-_APPS = ("lab", "notebook", "server")
 
 
 def app_of(command: str) -> str | None:
@@ -32,9 +39,9 @@ def app_of(command: str) -> str | None:
     if not words:
         return None  # no command line: a process that just ended (or a kernel thread)
     for word, following in zip(words, [*words[1:], ""], strict=True):
-        if word.startswith("jupyter-") and word[8:] in _APPS:
+        if word.startswith("jupyter-") and word[8:] in APPS:
             return word[8:]
-        if word == "jupyter" and following in _APPS:
+        if word == "jupyter" and following in APPS:
             return following
     return None
 
@@ -134,9 +141,7 @@ def inventory(connection: SSHConnection, runtime_dirs: Sequence[str] = ()) -> li
     Raises:
         SSHConnectError: The remote command failed.
     """
-    _, output = run_remote(
-        connection.transport, INVENTORY_SCRIPT, runtime_dirs, host=connection.host.name
-    )
+    _, output = connection.run(INVENTORY_SCRIPT, runtime_dirs)
     return parse_inventory(output)
 
 
@@ -191,7 +196,7 @@ def server_from_record(connection: SSHConnection, record: ServerRecord) -> Remot
         run_dir=record.run_dir,
     )
     return RemoteServer(
-        connection.transport,
+        ConnectionSlot(connection),
         host=connection.host.name,
         info=info,
         runtime_file=record.runtime_file,
@@ -205,15 +210,15 @@ def _connect(host: str, options: ConnectOptions, timeout: float) -> SSHConnectio
 def list_servers(
     host: str,
     *,
-    ssh_config: str | os.PathLike[str] | None = None,
-    identity_file: str | os.PathLike[str] | None = None,
+    ssh_config: ConfigPath | None = None,
+    identity_file: ConfigPath | None = None,
     password: str | None = None,
-    passphrase: str | Callable[[str], str] | None = None,
+    passphrase: Passphrase | None = None,
     host_key_policy: str | None = None,
-    jump: str | Sequence[str] | None = None,
+    jump: JumpHosts | None = None,
     auth_handler: AuthHandler | None = None,
     runtime_dirs: Sequence[str] = (),
-    timeout: float = 30.0,
+    timeout: float = CONNECT_TIMEOUT,
 ) -> list[ServerRecord]:
     """List your Jupyter servers on ``host``, newest first, without deleting anything.
 
@@ -221,10 +226,27 @@ def list_servers(
     and ``runtime_dirs``) and rjupyter's own records. Stale runtime files are listed with
     ``stale=True`` and left in place.
 
+    Args:
+        host: An alias from the SSH config, ``host``, ``user@host`` or ``user@host:port``.
+        ssh_config: SSH config file to read (default ``~/.ssh/config``).
+        identity_file: A private key file to try first.
+        password: A password for password authentication.
+        passphrase: For encrypted keys: the passphrase, or a callable given the key's path.
+        host_key_policy: ``"reject"``, ``"accept-new"`` or ``"no"``; None (default) follows
+            ``StrictHostKeyChecking`` in the SSH config, itself defaulting to ``"reject"``.
+        jump: Jump host(s) like ``ProxyJump``; None follows the SSH config.
+        auth_handler: ``auth_handler(title, instructions, prompts)`` answers keyboard-interactive
+            prompts (``prompts`` is a list of ``(prompt, echo)``); returns one answer each.
+        runtime_dirs: More directories to look for Jupyter runtime files in.
+        timeout: Seconds allowed for connecting.
+
+    Returns:
+        The servers found, newest first.
+
     Raises:
         SSHConnectError: The host cannot be reached (and its subclasses).
     """
-    options = ConnectOptions(
+    options = connect_options(
         ssh_config=ssh_config,
         identity_file=identity_file,
         password=password,
@@ -245,21 +267,38 @@ def stop_server(
     *,
     pid: int | None = None,
     port: int | None = None,
-    ssh_config: str | os.PathLike[str] | None = None,
-    identity_file: str | os.PathLike[str] | None = None,
+    ssh_config: ConfigPath | None = None,
+    identity_file: ConfigPath | None = None,
     password: str | None = None,
-    passphrase: str | Callable[[str], str] | None = None,
+    passphrase: Passphrase | None = None,
     host_key_policy: str | None = None,
-    jump: str | Sequence[str] | None = None,
+    jump: JumpHosts | None = None,
     auth_handler: AuthHandler | None = None,
     runtime_dirs: Sequence[str] = (),
     grace: float = 10.0,
-    timeout: float = 30.0,
+    timeout: float = CONNECT_TIMEOUT,
 ) -> ServerRecord:
     """Stop exactly the server with this ``pid`` (or listening on ``port``) and its kernels.
 
     SIGTERM first (Jupyter shuts its kernels down), SIGKILL after ``grace`` seconds; returns
     once the server and its kernels are gone. Touches no other process.
+
+    Args:
+        host: An alias from the SSH config, ``host``, ``user@host`` or ``user@host:port``.
+        pid: The server's PID on the host.
+        port: The server's port on the host.
+        ssh_config: SSH config file to read (default ``~/.ssh/config``).
+        identity_file: A private key file to try first.
+        password: A password for password authentication.
+        passphrase: For encrypted keys: the passphrase, or a callable given the key's path.
+        host_key_policy: ``"reject"``, ``"accept-new"`` or ``"no"``; None (default) follows
+            ``StrictHostKeyChecking`` in the SSH config, itself defaulting to ``"reject"``.
+        jump: Jump host(s) like ``ProxyJump``; None follows the SSH config.
+        auth_handler: ``auth_handler(title, instructions, prompts)`` answers keyboard-interactive
+            prompts (``prompts`` is a list of ``(prompt, echo)``); returns one answer each.
+        runtime_dirs: More directories to look for Jupyter runtime files in.
+        grace: Seconds between SIGTERM and SIGKILL.
+        timeout: Seconds allowed for connecting.
 
     Returns:
         The record of the server that was stopped.
@@ -271,7 +310,7 @@ def stop_server(
     """
     if (pid is None) == (port is None):
         raise ValueError("name the server to stop with exactly one of pid= or port=")
-    options = ConnectOptions(
+    options = connect_options(
         ssh_config=ssh_config,
         identity_file=identity_file,
         password=password,
@@ -284,7 +323,7 @@ def stop_server(
     try:
         record = find_server(inventory(connection, runtime_dirs), host=host, pid=pid, port=port)
         RemoteServer(
-            connection.transport,
+            ConnectionSlot(connection),
             host=host,
             info=ServerInfo(
                 port=record.port, path="/", token="", pid=record.pid, run_dir=record.run_dir

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import collections
 import logging
-import shlex
 import threading
-from collections.abc import Sequence
 
 import paramiko
 
 from .._deadline import Deadline
 from .._errors import LaunchError, LaunchTimeout, RJupyterError, SSHConnectError
+from .._ssh._connection import ConnectionSlot
 from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, heartbeat_script
 from ._startup import STOPPED_MARKER, ServerInfo, StartupParser, redact
 
-__all__ = ["RemoteServer", "failure_reason", "run_remote"]
+__all__ = ["RemoteServer", "failure_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,56 +67,19 @@ def failure_reason(parser: StartupParser, options: dict[str, str]) -> tuple[str,
     return reason, status
 
 
-def run_remote(
-    transport: paramiko.Transport,
-    script: str,
-    args: Sequence[str] = (),
-    *,
-    host: str,
-    timeout: float = 30.0,
-) -> tuple[int | None, str]:
-    """Run ``script`` with ``/bin/sh -s`` on the remote host; return (exit status, output).
-
-    Raises:
-        SSHConnectError: The connection failed or the script did not end within ``timeout``.
-    """
-    command = " ".join(["exec /bin/sh -s --", *(shlex.quote(arg) for arg in args)])
-    chunks: list[bytes] = []
-    try:
-        channel = transport.open_session(timeout=min(timeout, 15.0))
-        try:
-            channel.set_combine_stderr(True)
-            channel.settimeout(timeout)
-            channel.exec_command(command)
-            channel.sendall(script.encode())
-            channel.shutdown_write()
-            while data := channel.recv(65536):
-                chunks.append(data)
-            status = channel.recv_exit_status() if channel.status_event.wait(timeout) else None
-        finally:
-            channel.close()
-    except (OSError, EOFError, paramiko.SSHException) as exc:
-        raise SSHConnectError(
-            f"a remote command on {host} failed: {exc or type(exc).__name__} "
-            "(the SSH connection may be down)",
-            host=host,
-        ) from exc
-    return status, b"".join(chunks).decode(errors="replace")
-
-
 class RemoteServer:
     """One Jupyter server on the remote host: started by us, or found running (attach)."""
 
     def __init__(
         self,
-        transport: paramiko.Transport,
+        slot: ConnectionSlot,
         *,
         host: str,
         options: dict[str, str] | None = None,
         info: ServerInfo | None = None,
         runtime_file: str | None = None,
     ) -> None:
-        self._transport = transport
+        self._slot = slot
         self._host = host
         self._options = options or {}
         self._parser = StartupParser()
@@ -151,14 +113,20 @@ class RemoteServer:
         channel = self._channel
         return self.info is None and channel is not None and channel.closed
 
+    def failure(self) -> LaunchError | None:
+        """The error to raise once the server is known to have exited, else None."""
+        if not self.ended:
+            return None
+        return LaunchError(
+            f"Jupyter on {self._host} exited before it answered through the tunnel",
+            host=self._host,
+            output_tail=self.output_tail(),
+        )
+
     def output_tail(self) -> str:
         """The last lines of remote output, tokens redacted."""
         secret = self.info.token if self.info else ""
         return redact("\n".join(self._tail), secret)
-
-    def rebind(self, transport: paramiko.Transport) -> None:
-        """Use a new connection (after a reconnect) for later commands."""
-        self._transport = transport
 
     def start(self, script: str, deadline: Deadline) -> ServerInfo:
         """Send the launch script; wait until the server printed its PID and token URL.
@@ -167,7 +135,7 @@ class RemoteServer:
             LaunchError: The script refused to go on, or Jupyter exited early.
             LaunchTimeout: Nothing usable was printed before the deadline.
         """
-        channel = self._transport.open_session(timeout=deadline.remaining(0.1))
+        channel = self._slot.current.open_session(timeout=deadline.remaining(0.1))
         self._channel = channel
         channel.set_combine_stderr(True)
         channel.exec_command("exec /bin/sh -s")
@@ -239,13 +207,18 @@ class RemoteServer:
         """
         if self.info is not None:
             port = f"{self.info.port:04X}"
-            run_remote(
-                self._transport,
-                LISTEN_SCRIPT,
-                [port],
-                host=self._host,
-                timeout=max(1.0, min(15.0, deadline.remaining())),
+            self._slot.current.run(
+                LISTEN_SCRIPT, [port], timeout=max(1.0, min(15.0, deadline.remaining()))
             )
+
+    def alive(self) -> bool:
+        """True while the server's process exists (asked over the current connection).
+
+        Raises:
+            SSHConnectError: The connection failed.
+        """
+        status, _ = self._slot.current.run(f"kill -0 {int(self.pid or 0)} 2>/dev/null\n")
+        return status == 0
 
     def heartbeat(self) -> None:
         """Tell the server's watchdog that we are still here.
@@ -254,7 +227,7 @@ class RemoteServer:
             SSHConnectError: The connection failed.
         """
         if self.run_dir is not None:
-            run_remote(self._transport, heartbeat_script(self.run_dir), host=self._host)
+            self._slot.current.run(heartbeat_script(self.run_dir))
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop exactly this server (and a setup line still running) and wait until it is gone.
@@ -279,9 +252,7 @@ class RemoteServer:
         ]
         try:
             if any(args[:3]):
-                status, output = run_remote(
-                    self._transport, STOP_SCRIPT, args, host=self._host, timeout=grace + 20.0
-                )
+                status, output = self._slot.current.run(STOP_SCRIPT, args, timeout=grace + 20.0)
                 if status != 0 or STOPPED_MARKER not in output:
                     raise RJupyterError(
                         f"Jupyter (pid {self.pid}) on {self._host} did not stop; check with "

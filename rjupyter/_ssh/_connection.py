@@ -16,7 +16,6 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import paramiko
 
@@ -25,63 +24,19 @@ from .._errors import RJupyterError, SSHConnectError
 from .._paramiko._fastpath import install as install_fast_path
 from .._paramiko._fixes import ReadAheadSocket
 from .._paramiko._fixes import install as install_transport_fixes
-from ._auth import AuthHandler, Credentials, authenticate
+from ._auth import Credentials, authenticate
 from ._hostconfig import HostConfig, resolve_chain, resolve_host, split_chain
 from ._hostspec import parse_host_spec
 from ._knownhosts import HostIdentity, check_host_key, known_key_types, load_known_hosts
 from ._liveness import Keepalive
+from ._options import ConnectOptions
 from ._tokens import TokenContext, expand_tokens
 
-__all__ = [
-    "AuthHandler",
-    "ConnectOptions",
-    "HostConfig",
-    "SSHConnection",
-    "connect",
-    "open_connection",
-    "resolve_host",
-]
+__all__ = ["ConnectionSlot", "SSHConnection", "connect", "open_connection"]
 
 logger = logging.getLogger(__name__)
 
 _PROXY_EXIT_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True)
-class ConnectOptions:
-    """How to reach a host: everything that connects (RemoteNotebook, Tunnel, ...) takes these.
-
-    Attributes:
-        ssh_config: SSH config file to read (default ``~/.ssh/config`` and the system one).
-        identity_file: A private key file to try first (on every hop).
-        password: For password authentication (offered to the target host only).
-        passphrase: For encrypted key files: the passphrase, or a callable that gets the key's
-            path and returns it.
-        host_key_policy: ``"reject"``, ``"accept-new"`` or ``"no"``; None takes
-            ``StrictHostKeyChecking`` from the config (default ``"reject"``).
-        jump: Jump host(s), like ``ProxyJump``: ``"user@bastion:22"``, a comma-separated chain
-            or a sequence; ``"none"`` for none; None takes ``ProxyJump`` from the config.
-        auth_handler: Answers keyboard-interactive prompts (see :data:`AuthHandler`), on every
-            hop.
-        progress: Told of each step: ``progress(step, detail)`` with step ``"connect"`` (detail
-            ``host:port``) and ``"authenticate"`` (detail ``user@host``), for every hop.
-    """
-
-    ssh_config: str | os.PathLike[str] | None = None
-    identity_file: str | os.PathLike[str] | None = None
-    password: str | None = field(default=None, repr=False)
-    passphrase: str | Callable[[str], str] | None = field(default=None, repr=False)
-    host_key_policy: str | None = None
-    jump: str | Sequence[str] | None = None
-    auth_handler: AuthHandler | None = None
-    progress: Callable[[str, str], None] | None = field(default=None, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.host_key_policy not in (None, "reject", "accept-new", "no"):
-            raise ValueError(
-                "host_key_policy must be 'reject', 'accept-new' or 'no'; "
-                f"got {self.host_key_policy!r}"
-            )
 
 
 @contextmanager
@@ -325,6 +280,71 @@ class SSHConnection:
         for transport in [self.transport, *reversed(self._hops)]:
             transport.close()
 
+    def open_session(self, timeout: float) -> paramiko.Channel:
+        """A new session channel (to run one command).
+
+        Raises:
+            SSHConnectError: The channel could not be opened (the connection may be down).
+        """
+        with self._channel_errors("opening a session"):
+            return self.transport.open_session(timeout=timeout)
+
+    def open_sftp(self) -> paramiko.SFTPClient:
+        """An SFTP client on this connection (no second login).
+
+        Raises:
+            SSHConnectError: The SFTP subsystem could not be started.
+        """
+        with self._channel_errors("starting SFTP"):
+            client = paramiko.SFTPClient.from_transport(self.transport)
+        if client is None:
+            raise SSHConnectError(f"{self.host.name} refused the SFTP subsystem", host=self.label)
+        return client
+
+    def run(
+        self, script: str, args: Sequence[str] = (), *, timeout: float = 30.0
+    ) -> tuple[int | None, str]:
+        """Run ``script`` with ``/bin/sh -s`` on the host; return (exit status, output).
+
+        The script goes on the channel's stdin, so nothing of it shows in a remote command
+        line; ``args`` are quoted as data. stderr is merged into the output.
+
+        Raises:
+            SSHConnectError: The connection failed or the script did not end within ``timeout``.
+        """
+        command = " ".join(["exec /bin/sh -s --", *(shlex.quote(arg) for arg in args)])
+        chunks: list[bytes] = []
+        with self._channel_errors("a remote command"):
+            channel = self.transport.open_session(timeout=min(timeout, 15.0))
+            try:
+                channel.set_combine_stderr(True)
+                channel.settimeout(timeout)
+                channel.exec_command(command)
+                channel.sendall(script.encode())
+                channel.shutdown_write()
+                while data := channel.recv(65536):
+                    chunks.append(data)
+                status = channel.recv_exit_status() if channel.status_event.wait(timeout) else None
+            finally:
+                channel.close()
+        return status, b"".join(chunks).decode(errors="replace")
+
+    @property
+    def label(self) -> str:
+        """The host as the user named it."""
+        return self.host.name
+
+    @contextmanager
+    def _channel_errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SSHConnectError(
+                f"{what} on {self.host.name} failed: {exc or type(exc).__name__} "
+                "(the SSH connection may be down)",
+                host=self.host.name,
+            ) from exc
+
     def close(self) -> None:
         """Stop the keepalive, close the connection, then each jump host's; idempotent."""
         if self._keepalive is not None:
@@ -333,6 +353,46 @@ class SSHConnection:
 
     def __repr__(self) -> str:
         return f"<SSHConnection {self.host.user}@{self.host.name} active={self.is_active}>"
+
+
+class ConnectionSlot:
+    """The connection a session uses now: what the server, the job and the tunnel hold.
+
+    A reconnect swaps this one reference (:meth:`swap`); those that must act on a new
+    connection (the forwarder moves its channels) are told through :meth:`on_swap`.
+    """
+
+    def __init__(self, connection: SSHConnection) -> None:
+        self._connection = connection
+        self._listeners: list[Callable[[SSHConnection], None]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> SSHConnection:
+        """The live connection (it may have dropped since; see ``is_active``)."""
+        return self._connection
+
+    def on_swap(self, listener: Callable[[SSHConnection], None]) -> None:
+        """Call ``listener(new)`` after each :meth:`swap`."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def swap(self, connection: SSHConnection) -> None:
+        """Use ``connection`` from now on; tell the listeners, then close the old one."""
+        with self._lock:
+            old, self._connection = self._connection, connection
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(connection)
+        if old is not connection:
+            old.close()
+
+    def close(self) -> None:
+        """Close the current connection; idempotent."""
+        self._connection.close()
+
+    def __repr__(self) -> str:
+        return f"<ConnectionSlot {self._connection!r}>"
 
 
 def _credentials(host: HostConfig, options: ConnectOptions, *, target: bool) -> Credentials:

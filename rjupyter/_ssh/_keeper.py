@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from .._deadline import Deadline
 from .._errors import RJupyterError, SSHConnectError
-from ._connection import SSHConnection
+from ._connection import ConnectionSlot, SSHConnection
 
 __all__ = ["Keeper"]
 
@@ -31,20 +31,24 @@ class Keeper:
 
     Args:
         label: The host as the user named it (for messages).
-        connection: The current connection.
+        slot: Holds the session's current connection.
         reconnect: Opens a new connection within the given deadline.
-        adopt: Moves the session onto a new connection; raises when the server is gone.
+        adopt: Moves the session onto a new connection (swaps it into ``slot``); raises when
+            the server is gone.
         heartbeat: Sends one heartbeat over a connection (None: no heartbeats).
         heartbeat_period: Seconds between heartbeats.
         reconnect_timeout: Seconds to keep trying before giving up.
         on_change: Told when the link goes down (False) and comes back (True).
+        tick: Seconds between looks at the connection.
+        backoff: The first and the longest pause between reconnect attempts (each failed
+            attempt doubles the pause).
     """
 
     def __init__(
         self,
         *,
         label: str,
-        connection: SSHConnection,
+        slot: ConnectionSlot,
         reconnect: Callable[[Deadline], SSHConnection],
         adopt: Callable[[SSHConnection], None],
         heartbeat: Callable[[SSHConnection], None] | None,
@@ -52,9 +56,10 @@ class Keeper:
         reconnect_timeout: float,
         on_change: ConnectionCallback | None = None,
         tick: float = 0.25,
+        backoff: tuple[float, float] = (0.5, 15.0),
     ) -> None:
         self._label = label
-        self.connection = connection
+        self._slot = slot
         self._reconnect = reconnect
         self._adopt = adopt
         self._heartbeat = heartbeat
@@ -62,6 +67,7 @@ class Keeper:
         self._reconnect_timeout = reconnect_timeout
         self._on_change = on_change
         self._tick = tick
+        self._backoff = backoff
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.connected = True
@@ -83,17 +89,17 @@ class Keeper:
     def _run(self) -> None:
         next_beat = time.monotonic() + self._heartbeat_period
         while not self._stop.wait(self._tick):
-            if not self._is_up(self.connection):
+            if not self._is_up(self._slot.current):
                 if not self._recover():
                     return
                 next_beat = time.monotonic() + self._heartbeat_period
             elif self._heartbeat is not None and time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self._heartbeat_period
                 try:
-                    self._heartbeat(self.connection)
+                    self._heartbeat(self._slot.current)
                 except SSHConnectError as exc:
                     logger.info("heartbeat to %s failed (%s); reconnecting", self._label, exc)
-                    self.connection.close()
+                    self._slot.current.close()
                 except RJupyterError as exc:  # the server is gone for good (e.g. its job ended)
                     self._give_up(exc)
                     return
@@ -107,7 +113,7 @@ class Keeper:
         self._set_connected(False)
         logger.warning("connection to %s lost; reconnecting", self._label)
         deadline = Deadline(self._reconnect_timeout)
-        pause = 0.5
+        pause, longest = self._backoff
         last: Exception | None = None
         while not deadline.expired and not self._stop.is_set():
             try:
@@ -116,7 +122,7 @@ class Keeper:
                 last = exc
                 logger.info("reconnecting to %s failed: %s", self._label, exc)
                 self._stop.wait(min(pause, deadline.remaining()))
-                pause = min(pause * 2, 15.0)
+                pause = min(pause * 2, longest)
                 continue
             try:
                 self._adopt(connection)
@@ -124,7 +130,6 @@ class Keeper:
                 connection.close()
                 self._give_up(exc)
                 return False
-            self.connection = connection
             self.reconnects += 1
             logger.warning("reconnected to %s", self._label)
             self._set_connected(True)

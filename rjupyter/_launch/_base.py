@@ -1,0 +1,237 @@
+"""The Launcher interface: how a Jupyter server comes to run, is kept, and is ended.
+
+:class:`~rjupyter.RemoteNotebook` is a lifecycle facade over one launcher. The launcher owns
+the SSH connection(s) to where Jupyter runs and the :class:`~._server._remote.RemoteServer`
+there; the notebook owns the tunnel, the readiness check, the keeper thread and ``close()``.
+
+A launcher:
+
+- ``start(deadline)`` connects, launches (or finds) the server and returns it once its URL and
+  token are known; :attr:`Launcher.slot` then holds the connection to the server's host.
+- ``reconnect(deadline)`` opens a new connection to that host after a drop; ``adopt(connection)``
+  checks the server is still there and swaps the connection into the slot.
+- ``heartbeat(connection)`` runs every :attr:`Launcher.heartbeat_period` seconds while the
+  notebook is open (the host launcher feeds the server's abandon watchdog; a batch launcher
+  checks its job).
+- ``stop()`` ends the server (or the job); ``close()`` closes the launcher's connections.
+
+Two implementations: :class:`~._host.HostLauncher` (the server runs on the host itself) and
+:class:`~._batch.BatchLauncher` (it runs in a batch job on a compute node reached through the
+login node; one :class:`~._batch.Scheduler` subclass per batch system, e.g. Slurm).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._deadline import Deadline
+from .._errors import RJupyterError
+from .._server._remote import RemoteServer
+from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
+from .._ssh._options import ConnectOptions
+
+__all__ = ["REMOTE_PORT_RANGE", "Environment", "LaunchSpec", "Launcher"]
+
+logger = logging.getLogger(__name__)
+
+#: Where a remote port is picked when the caller leaves it to us; Jupyter moves up from there
+#: when the port is taken, and reports the port it really got.
+REMOTE_PORT_RANGE = (20000, 29999)
+#: Seconds allowed to log in again once, when the link is down at the moment of stopping.
+_STOP_RECONNECT = 10.0
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The remote environment Jupyter runs in (user strings: data, except ``setup``)."""
+
+    workdir: str | None = None
+    venv: str | None = None
+    conda_env: str | None = None
+    setup: Sequence[str] = ()
+    jupyter: str = "jupyter"
+
+    def script_args(self) -> dict[str, Any]:
+        """Keyword arguments for the launch and batch script builders."""
+        return {
+            "workdir": self.workdir,
+            "venv": self.venv,
+            "conda_env": self.conda_env,
+            "setup": tuple(self.setup),
+            "jupyter": self.jupyter or "jupyter",
+        }
+
+    def described(self) -> dict[str, str]:
+        """The options by name, to explain a launch that failed (``setup:N`` per line)."""
+        options = {
+            "workdir": str(self.workdir),
+            "venv": str(self.venv),
+            "conda_env": str(self.conda_env),
+            "jupyter": str(self.jupyter),
+        }
+        options.update({f"setup:{n}": line for n, line in enumerate(self.setup, 1)})
+        return options
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What the notebook asks of a launcher.
+
+    Attributes:
+        host: The host as the user named it (the login node, with a scheduler).
+        app: ``"notebook"``, ``"lab"`` or ``"server"``.
+        environment: Where and how Jupyter runs.
+        options: How to connect.
+        remote_port: The port asked of the server; None picks one.
+        timeout: Seconds for connecting and starting (with a scheduler: from when the job runs).
+        keep_running: The server is to outlive the notebook.
+        abandon_timeout: Seconds without a heartbeat before the server stops itself (None: never).
+        progress: Told of each step, as ``progress(step, detail)``.
+    """
+
+    host: str
+    app: str
+    environment: Environment
+    options: ConnectOptions
+    remote_port: int | None = None
+    timeout: float = 60.0
+    keep_running: bool = False
+    abandon_timeout: float | None = None
+    progress: Callable[[str, str], None] | None = field(default=None, compare=False)
+
+    def step(self, step: str, detail: str = "") -> None:
+        """Report one start-up step."""
+        if self.progress is not None:
+            self.progress(step, detail)
+
+    def pick_port(self) -> int:
+        """The remote port to ask for."""
+        low, high = REMOTE_PORT_RANGE
+        return self.remote_port or low + secrets.randbelow(high - low)
+
+    def connect(self, deadline: Deadline, host: str | None = None) -> SSHConnection:
+        """Log in to ``host`` (default: :attr:`host`) with the notebook's options."""
+        return open_connection(host or self.host, self.options, deadline)
+
+
+class Launcher(abc.ABC):
+    """How one notebook's server comes to run, is kept alive, and is ended.
+
+    Attributes:
+        spec: What was asked.
+        slot: The connection to the host the server runs on (None before :meth:`start`).
+        server: The server (None before :meth:`start` got that far).
+        attaching: True when the launcher finds a running server instead of starting one; a
+            found server is not stopped when the start fails.
+    """
+
+    attaching = False
+
+    def __init__(self, spec: LaunchSpec) -> None:
+        self.spec = spec
+        self.slot: ConnectionSlot | None = None
+        self.server: RemoteServer | None = None
+
+    @property
+    def label(self) -> str:
+        """The host as the user named it."""
+        return self.spec.host
+
+    @property
+    def server_host(self) -> str:
+        """The host the server runs on (a compute node, for a job)."""
+        return self.spec.host
+
+    @abc.abstractmethod
+    def start(self, deadline: Deadline) -> RemoteServer:
+        """Connect, then launch or find the server; return it once its URL is known.
+
+        Raises:
+            SSHConnectError: A host cannot be reached.
+            LaunchError: Jupyter (or its job) failed to start.
+            RJupyterError: No server to attach to.
+        """
+
+    @abc.abstractmethod
+    def reconnect(self, deadline: Deadline) -> SSHConnection:
+        """A new connection to the server's host (after a drop).
+
+        Raises:
+            SSHConnectError: The host cannot be reached.
+        """
+
+    def adopt(self, connection: SSHConnection) -> None:
+        """Move onto ``connection``, once the server is known to be still there.
+
+        Raises:
+            RJupyterError: The server ended while the connection was down.
+            SSHConnectError: The new connection failed at once.
+        """
+        server, slot = self.server, self.slot
+        assert server is not None
+        assert slot is not None
+        slot.swap(connection)
+        if not server.alive():
+            raise RJupyterError(
+                f"the Jupyter server (pid {server.pid}) on {self.label} ended while the "
+                "connection was down (its kernels are gone); start a new RemoteNotebook"
+            )
+        if self.spec.abandon_timeout:
+            server.heartbeat()
+
+    @property
+    @abc.abstractmethod
+    def heartbeat_period(self) -> float:
+        """Seconds between heartbeats."""
+
+    @abc.abstractmethod
+    def heartbeat(self, connection: SSHConnection) -> None:
+        """One heartbeat over ``connection``.
+
+        Raises:
+            SSHConnectError: The connection failed (the keeper reconnects).
+            RJupyterError: The server is gone for good.
+        """
+
+    @property
+    def wants_heartbeat(self) -> bool:
+        """False when a heartbeat would do nothing."""
+        return True
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """End the server (and its kernels) or its job, logging in once more if needed.
+
+        Raises:
+            RJupyterError: It could not be stopped; the message says how to by hand.
+        """
+
+    @abc.abstractmethod
+    def describe_kept(self, pid: int, port: int) -> str:
+        """How to come back to (or end) a server left running, for :class:`ServerHandle`."""
+
+    @property
+    def job_id(self) -> str | None:
+        """The batch job holding the server, if any."""
+        return None
+
+    def close(self) -> None:
+        """Close every connection the launcher opened; idempotent."""
+        if self.slot is not None:
+            self.slot.close()
+
+    def _live(self, slot: ConnectionSlot | None, host: str | None = None) -> ConnectionSlot:
+        """``slot``, logged in again once if its connection dropped (for one last command).
+
+        Raises:
+            SSHConnectError: Logging in again failed.
+        """
+        assert slot is not None
+        if not slot.current.is_active:
+            slot.swap(self.spec.connect(Deadline(_STOP_RECONNECT), host))
+        return slot

@@ -1,0 +1,132 @@
+"""The batch launcher: Jupyter in a batch job on a compute node, reached through the login node.
+
+The job is submitted (or found again by its id) over the login node's connection and followed
+there until Jupyter printed its URL; the node is then reached by one more SSH hop through the
+same login (no second login to the login node). Heartbeats look at the job: once it ended, the
+notebook is told. Stopping cancels the job. Everything batch-system specific comes from the
+:class:`~._scheduler.Scheduler` (Slurm, or one more subclass for another system).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .._deadline import Deadline
+from .._errors import RJupyterError, SSHConnectError
+from .._server._remote import RemoteServer
+from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
+from ._base import Launcher, LaunchSpec
+from ._jobs import BatchJob
+from ._scheduler import Scheduler
+
+__all__ = ["BatchLauncher"]
+
+logger = logging.getLogger(__name__)
+
+
+class BatchLauncher(Launcher):
+    """Run Jupyter in a job of ``system``, submitted on ``spec.host`` (a login node).
+
+    Args:
+        spec: What to start and how to connect (``spec.host`` is the login node).
+        system: The batch system and its options.
+        job_id: An existing job to attach to instead of submitting one (a job still queued
+            is waited for).
+    """
+
+    def __init__(self, spec: LaunchSpec, system: Scheduler, *, job_id: str | None = None):
+        super().__init__(spec)
+        self.system = system
+        self.attaching = job_id is not None
+        self._attach_job = job_id
+        self.login: ConnectionSlot | None = None
+        self.job: BatchJob | None = None
+        self.node = ""
+
+    @property
+    def server_host(self) -> str:
+        return self.node or self.spec.host
+
+    @property
+    def job_id(self) -> str | None:
+        return self.job.job_id if self.job is not None else self._attach_job
+
+    def start(self, deadline: Deadline) -> RemoteServer:
+        spec, system = self.spec, self.system
+        login = self.login = ConnectionSlot(spec.connect(Deadline(spec.timeout)))
+        job = self.job = BatchJob(
+            system,
+            login,
+            host=self.label,
+            job_id=self._attach_job,
+            options=spec.environment.described(),
+        )
+        if self._attach_job is None:
+            spec.step("launch", f"jupyter {spec.app} in a {system.name} job")
+            script = system.batch_script(
+                app=spec.app, port=spec.pick_port(), **spec.environment.script_args()
+            )
+            job.submit(script)
+        else:
+            spec.step("find", f"{system.name} job {self._attach_job}")
+        info, self.node = job.wait_ready(
+            queue_timeout=system.queue_timeout,
+            start_timeout=spec.timeout,
+            poll=system.poll,
+            progress=spec.step,
+        )
+        node_deadline = Deadline(spec.timeout)
+        spec.step("node", self.node)
+        slot = self.slot = ConnectionSlot(self._connect_node(node_deadline))
+        server = self.server = RemoteServer(slot, host=self.node, info=info)
+        server.wait_listening(node_deadline)
+        return server
+
+    def _connect_node(self, deadline: Deadline) -> SSHConnection:
+        """Reach the job's node through the login node (logging in there again if it dropped)."""
+        login = self.login
+        assert login is not None
+        if not login.current.is_active:
+            login.swap(self.spec.connect(deadline))
+        return open_connection(self.node, self.spec.options, deadline, via=login.current)
+
+    def reconnect(self, deadline: Deadline) -> SSHConnection:
+        return self._connect_node(deadline)
+
+    @property
+    def heartbeat_period(self) -> float:
+        return 2 * self.system.poll
+
+    def heartbeat(self, connection: SSHConnection) -> None:
+        """Raise JobError once the job has ended."""
+        assert self.job is not None
+        self.job.check()
+
+    def stop(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        try:
+            self._live(self.login)
+        except SSHConnectError as exc:
+            raise RJupyterError(
+                f"cannot cancel {self.system.name} job {job.job_id} on {self.label}: {exc}. "
+                f"Log in and run `{self.system.cancel_command(str(job.job_id))}`; it ends by "
+                "itself at its time limit"
+            ) from exc
+        job.cancel()
+
+    def describe_kept(self, pid: int, port: int) -> str:
+        job_id, name, host = self.job_id, self.system.name, self.label
+        return (
+            f"{name} job {job_id} on {host} keeps running Jupyter; come back with "
+            f"RemoteNotebook.attach({host!r}, job_id={job_id!r}) or `rjupyter "
+            f"attach {host} --job {job_id}`; `{self.system.cancel_command(str(job_id))}` ends it"
+        )
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.login is not None:
+                self.login.close()

@@ -1,0 +1,149 @@
+"""One notebook session: a launcher's server, the tunnel to it, and the keeper that minds both.
+
+:class:`~rjupyter.RemoteNotebook` owns one :class:`Session` between ``start()`` and ``close()``.
+The session knows nothing of where the server runs (that is the launcher's); it opens the tunnel
+over the launcher's connection, waits until the server answers through it, then keeps the link:
+heartbeats, reconnects (the launcher swaps the connection, the tunnel follows), and on close the
+steps in order, each one run whatever the others did.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ._deadline import Deadline
+from ._errors import RJupyterError, SSHConnectError, TunnelError
+from ._forward._forwarder import LOOPBACK, Forwarder
+from ._jupyter._wire import Endpoint
+from ._launch import Launcher
+from ._server._startup import ServerInfo
+from ._ssh._connection import SSHConnection
+from ._ssh._keeper import ConnectionCallback, Keeper
+
+__all__ = ["Session"]
+
+logger = logging.getLogger(__name__)
+
+
+class Session:
+    """The running parts of one notebook.
+
+    Args:
+        launcher: Starts (or finds) the server and owns the connection to it.
+        local_port: The local port asked for (0: the OS picks one).
+        reconnect_timeout: Seconds to keep trying to reconnect after a drop.
+        on_change: Told when the link goes down (False) and comes back (True).
+    """
+
+    def __init__(
+        self,
+        launcher: Launcher,
+        *,
+        local_port: int,
+        reconnect_timeout: float,
+        on_change: ConnectionCallback | None,
+    ) -> None:
+        self.launcher = launcher
+        self._local_port = local_port
+        self._reconnect_timeout = reconnect_timeout
+        self._on_change = on_change
+        self.forwarder: Forwarder | None = None
+        self.keeper: Keeper | None = None
+        self.info: ServerInfo | None = None
+
+    def start(self, deadline: Deadline) -> ServerInfo:
+        """Start the server, open the tunnel, wait until the server answers through it.
+
+        Raises:
+            SSHConnectError: A host cannot be reached.
+            LaunchError: Jupyter failed to start (``LaunchTimeout``: not within ``deadline``).
+            TunnelError: The local port cannot be opened.
+            RJupyterError: No server to attach to.
+        """
+        launcher = self.launcher
+        server = launcher.start(deadline)
+        info, slot = server.info, launcher.slot
+        assert info is not None
+        assert slot is not None
+        launcher.spec.step("tunnel", f"remote port {info.port}")
+        forwarder = self.forwarder = Forwarder(
+            slot.current.transport, (LOOPBACK, info.port), local_port=self._local_port
+        )
+        slot.on_swap(lambda connection: forwarder.use_transport(connection.transport))
+        forwarder.open()
+        self.info = info
+        base_url = f"http://{LOOPBACK}:{forwarder.local_port}{info.base_url}"
+        endpoint = Endpoint(base_url, info.token, launcher.label)
+        endpoint.wait_ready(deadline, server.failure, server.output_tail)
+        launcher.spec.step("ready", f"local port {forwarder.local_port}")
+        self.keeper = Keeper(
+            label=launcher.label,
+            slot=slot,
+            reconnect=launcher.reconnect,
+            adopt=lambda connection: self._unless_gone(launcher.adopt, connection),
+            heartbeat=(
+                (lambda connection: self._unless_gone(launcher.heartbeat, connection))
+                if launcher.wants_heartbeat
+                else None
+            ),
+            heartbeat_period=launcher.heartbeat_period,
+            reconnect_timeout=self._reconnect_timeout,
+            on_change=self._on_change,
+        )
+        self.keeper.start()
+        return info
+
+    def _unless_gone(
+        self, step: Callable[[SSHConnection], None], connection: SSHConnection
+    ) -> None:
+        """Run ``step``; when it finds the server gone for good, the tunnel stops forwarding."""
+        try:
+            step(connection)
+        except SSHConnectError:
+            raise
+        except RJupyterError as exc:
+            if self.forwarder is not None:
+                self.forwarder.mark_broken(str(exc))
+            raise
+
+    @property
+    def error(self) -> RJupyterError | None:
+        """Why the session broke for good (the keeper gave up), else None."""
+        return self.keeper.error if self.keeper is not None else None
+
+    @property
+    def connected(self) -> bool:
+        """True while the SSH connection is up."""
+        keeper = self.keeper
+        return keeper is not None and keeper.connected and keeper.error is None
+
+    def stop_keeper(self, errors: list[BaseException]) -> None:
+        """Stop heartbeats and reconnects; keep the error the keeper gave up with."""
+        if self.keeper is not None:
+            self.keeper.stop()
+            if self.keeper.error is not None:
+                errors.append(self.keeper.error)
+
+    def shut_tunnel(self, errors: list[BaseException]) -> None:
+        """Stop listening and end every forwarded connection."""
+        try:
+            if self.forwarder is not None:
+                self.forwarder.shut()
+        except Exception as exc:
+            errors.append(TunnelError(f"closing the local tunnel failed: {exc}"))
+
+    def stop_server(self, errors: list[BaseException], *, stop_on_close: bool) -> None:
+        """Stop the server unless it is to keep running (a failed start always stops one that
+        was launched for it, never one that was found)."""
+        launcher = self.launcher
+        started_here = self.info is None and not launcher.attaching
+        try:
+            if stop_on_close or started_here:
+                launcher.stop()
+        except RJupyterError as exc:
+            errors.append(exc)
+
+    def close(self) -> None:
+        """Close the launcher's connections; idempotent."""
+        self.launcher.close()
