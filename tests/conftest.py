@@ -12,6 +12,39 @@ from helpers import require_lab
 
 from rjupyter.testing import Lab, LabHost
 
+#: The fixtures that reach the lab. A test whose fixture closure holds one of them (directly or
+#: through a fixture of its module, such as ``nb`` or ``traffic``) is marked ``lab``; a test that
+#: builds a lab of its own requests ``lab_required``.
+LAB_FIXTURES = frozenset({"lab", "remote", "lab_required", "nb_options"})
+
+
+def uses_lab(item: pytest.Item) -> bool:
+    """True when the test reaches the lab through one of LAB_FIXTURES."""
+    return not LAB_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every lab test ``lab``, so that ``-m "not lab"`` is the quick suite of pure tests."""
+    for item in items:
+        if uses_lab(item):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(autouse=True)
+def _no_lab_outside_lab_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test not marked ``lab`` that starts a lab fails at once, instead of slowing the quick
+    suite down (or running where no lab can): it should request ``lab_required``."""
+    if request.node.get_closest_marker("lab") is not None:
+        return
+
+    def refuse(self: Lab) -> Lab:
+        pytest.fail(f"{request.node.nodeid} starts a lab: request the lab_required fixture")
+
+    monkeypatch.setattr(Lab, "__enter__", refuse)
+
 
 @pytest.fixture
 def lab_required() -> None:

@@ -182,7 +182,7 @@ def test_jupyter_venv_runs_as_the_lab_user(lab: Lab, remote: LabHost) -> None:
 
 
 @pytest.fixture
-def own_lab(tmp_path: Path) -> Iterator[Lab]:
+def own_lab(tmp_path: Path, lab_required: None) -> Iterator[Lab]:
     with Lab(tmp_path / "lab") as built:
         yield built
 
