@@ -19,7 +19,7 @@ from ._deadline import Deadline
 from ._errors import NotebookClosedError, RJupyterError
 from ._forward._forwarder import LOOPBACK, Forwarder
 from ._jupyter._automation import NotebookAutomation
-from ._launch import Environment, LaunchSpec, Scheduler, launcher_for
+from ._launch import AttachTarget, Environment, LaunchSpec, Scheduler, attach_target, launcher_for
 from ._lifecycle import ClosingContext, add_note
 from ._server._scripts import APPS
 from ._server._startup import ServerInfo
@@ -72,9 +72,12 @@ class ServerHandle:
         self, *, stop_on_close: bool = False, timeout: float = START_TIMEOUT
     ) -> RemoteNotebook:
         """A RemoteNotebook attached to this server, with the same connection options."""
-        where = {"job_id": self.job_id} if self.job_id else {"pid": self.pid}
         notebook = RemoteNotebook.attach(
-            self.host, stop_on_close=stop_on_close, timeout=timeout, **where
+            self.host,
+            pid=self.pid,
+            job_id=self.job_id,
+            stop_on_close=stop_on_close,
+            timeout=timeout,
         )
         notebook._spec = dataclasses.replace(notebook._spec, options=self._options)
         return notebook
@@ -82,10 +85,7 @@ class ServerHandle:
     @classmethod
     def of(cls, session: Session, host: str, options: ConnectOptions) -> ServerHandle:
         """The handle of the server a started session runs."""
-        info, launcher = session.info, session.launcher
-        assert info is not None
-        description = launcher.describe_kept(info.pid, info.port)
-        return cls(host, info.pid, info.port, options, launcher.job_id, description)
+        return cls(host, _options=options, **session.kept())
 
     def __str__(self) -> str:
         return self._description or f"Jupyter pid {self.pid} on {self.host}"
@@ -224,8 +224,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             progress=progress,
         )
         self._scheduler = scheduler
-        self._find: tuple[int | None, int | None] | None = None
-        self._job_id: str | None = None
+        self._target: AttachTarget | None = None
         self._stop_on_close = not keep_running
         self._state = _State.NEW
         self._lock = threading.Lock()
@@ -305,12 +304,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             auth_handler=auth_handler,
             progress=progress,
         )
-        if job_id is not None:
-            if not str(job_id).isdigit():
-                raise ValueError(f"job_id must be a batch job number; got {job_id!r}")
-            notebook._job_id = str(job_id)
-        else:
-            notebook._find = (pid, port)
+        notebook._target = attach_target(pid=pid, port=port, job_id=job_id)
         return notebook
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -351,9 +345,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         return self
 
     def _start(self, deadline: Deadline) -> None:
-        launcher = launcher_for(
-            self._spec, scheduler=self._scheduler, find=self._find, job_id=self._job_id
-        )
+        launcher = launcher_for(self._spec, scheduler=self._scheduler, target=self._target)
         session = self._session = Session(
             launcher,
             local_port=self._asked_local_port or 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from ._deadline import Deadline
 from ._errors import RJupyterError, SSHConnectError, TunnelError
@@ -106,6 +107,18 @@ class Session:
             if self.forwarder is not None:
                 self.forwarder.mark_broken(str(exc))
             raise
+
+    def kept(self) -> dict[str, Any]:
+        """What a handle on this server needs: ``pid``, ``remote_port``, ``job_id`` and the
+        launcher's words on how to come back to it."""
+        info, launcher = self.info, self.launcher
+        assert info is not None
+        return {
+            "pid": info.pid,
+            "remote_port": info.port,
+            "job_id": launcher.job_id,
+            "_description": launcher.describe_kept(info.pid, info.port),
+        }
 
     @property
     def error(self) -> RJupyterError | None:

@@ -26,30 +26,32 @@ from rjupyter import (
 from rjupyter._deadline import Deadline
 from rjupyter._errors import SSHConnectError
 from rjupyter._server._startup import ServerInfo
+from rjupyter._session import Session
 from rjupyter._ssh._connection import ConnectionSlot
 from rjupyter._ssh._keeper import Keeper
 
 
-class FakeSession:
-    """Stands in for _session.Session: records each call in ``calls``."""
+class FakeSession(Session):
+    """A Session whose steps touch nothing: records each call in ``calls``."""
 
     calls: list[str]
     fail: set[str]
 
-    def __init__(self, launcher: Any, **_: Any) -> None:
-        self.launcher = launcher
-        self.info: ServerInfo | None = None
-        self.forwarder: Any = None
-        self.error: RJupyterError | None = None
-        self.connected = False
+    def __init__(self, launcher: Any, **options: Any) -> None:
+        super().__init__(launcher, **options)
+        self.up = False
+
+    @property
+    def connected(self) -> bool:
+        return self.up
 
     def start(self, deadline: Deadline) -> ServerInfo:
         self.calls.append("start")
         if "start" in self.fail:
             raise LaunchError("jupyter exited", host="h")
         self.info = ServerInfo(port=20001, path="/tree", token="s3cret", pid=4242)
-        self.forwarder = SimpleNamespace(local_port=12345)
-        self.connected = True
+        self.forwarder = SimpleNamespace(local_port=12345)  # type: ignore[assignment]
+        self.up = True
         return self.info
 
     def _step(self, name: str, errors: list[BaseException]) -> None:
