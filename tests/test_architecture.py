@@ -553,3 +553,34 @@ def test_the_facade_class_is_small() -> None:
     tree = ast.parse((PACKAGE / "_notebook.py").read_text())
     (facade,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RemoteNotebook"]
     assert code_lines(facade) <= MAX_FACADE_LINES
+
+
+def private_imports(name: str, path: Path) -> list[str]:
+    """``from .module import x`` where ``module.__all__`` leaves ``x`` out (a submodule is fine)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.ImportFrom) or not node.level:
+            continue
+        parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+        source = importlib.import_module(".".join([*parts, *filter(None, [node.module])]))
+        exported = getattr(source, "__all__", None)
+        for alias in node.names:
+            submodule = type(getattr(source, alias.name, None)) is type(rjupyter)
+            if exported is not None and alias.name not in exported and not submodule:
+                found.append(f"{name}:{node.lineno} takes {source.__name__}.{alias.name}")
+    return found
+
+
+def test_imports_take_only_what_a_module_exports() -> None:
+    # A module's __all__ says what other modules may use; a name left out of it is private.
+    found = [text for name, path in library_modules() for text in private_imports(name, path)]
+    assert found == []
+
+
+def test_the_export_check_finds_a_private_import(tmp_path: Path) -> None:
+    module = tmp_path / "user.py"
+    module.write_text("from ._ssh._connection import _credentials, SSHConnection\n")
+    assert private_imports("rjupyter._user", module) == [
+        "rjupyter._user:1 takes rjupyter._ssh._connection._credentials"
+    ]

@@ -14,7 +14,13 @@ import click
 from rich.console import Console
 from rich.status import Status
 
-__all__ = ["Progress", "StatusLine", "prompt_answers", "prompt_passphrase"]
+__all__ = [
+    "Progress",
+    "StatusLine",
+    "count_kernels",
+    "prompt_answers",
+    "prompt_passphrase",
+]
 
 #: Our own 127.0.0.1 URLs never go through an http_proxy.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))

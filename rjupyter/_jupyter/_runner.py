@@ -25,6 +25,7 @@ from ._kernel import Kernel
 
 __all__ = [
     "CellProgress",
+    "ProgressCallback",
     "execute_notebook",
     "inject_parameters",
     "parse_parameter_value",

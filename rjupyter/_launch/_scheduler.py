@@ -13,7 +13,11 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["JobStatus", "Scheduler"]
+__all__ = [
+    "OUTPUT_MARKER",
+    "JobStatus",
+    "Scheduler",
+]
 
 #: Printed by a poll script between the job's state line(s) and the tail of its output file.
 OUTPUT_MARKER = "RJUPYTER-JOB-OUTPUT"

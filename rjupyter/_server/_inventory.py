@@ -30,7 +30,15 @@ from ._remote import RemoteServer
 from ._scripts import APPS, INVENTORY_SCRIPT
 from ._startup import ServerInfo
 
-__all__ = ["ServerRecord", "find_server", "list_servers", "parse_inventory", "stop_server"]
+__all__ = [
+    "ServerRecord",
+    "find_server",
+    "inventory",
+    "list_servers",
+    "parse_inventory",
+    "server_from_record",
+    "stop_server",
+]
 
 
 def app_of(command: str) -> str | None:

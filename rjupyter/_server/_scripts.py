@@ -31,6 +31,7 @@ __all__ = [
     "APPS",
     "INVENTORY_SCRIPT",
     "LISTEN_SCRIPT",
+    "STATE_DIR",
     "STOP_SCRIPT",
     "abandon_step",
     "build_script",

@@ -9,6 +9,12 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ERROR_MARKER",
+    "EXIT_MARKER",
+    "PID_MARKER",
+    "RUN_MARKER",
+    "SHELL_MARKER",
+    "STOPPED_MARKER",
     "ServerInfo",
     "StartupParser",
     "redact",

@@ -26,8 +26,10 @@ __all__ = [
     "FIELDS",
     "ConfigError",
     "ResolvedConfig",
+    "match_pattern_list",
     "parse_config",
     "resolve_config",
+    "split_jump",
     "ssh_g",
 ]
 

@@ -18,6 +18,7 @@ __all__ = [
     "HostConfig",
     "resolve_chain",
     "resolve_host",
+    "split_chain",
 ]
 
 #: rjupyter probes every 15 s when ServerAliveInterval is unset (OpenSSH then never probes).

@@ -18,7 +18,10 @@ from .._deadline import Deadline
 from .._errors import RJupyterError, SSHConnectError
 from ._connection import ConnectionSlot, SSHConnection
 
-__all__ = ["Keeper"]
+__all__ = [
+    "ConnectionCallback",
+    "Keeper",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,14 @@ from .._errors import HostKeyError
 from ._config import match_pattern_list
 from ._hostcert import HostCertificate, parse_host_certificate
 
-__all__ = ["KnownHost", "check_host_key", "fingerprint", "known_key_types", "load_known_hosts"]
+__all__ = [
+    "HostIdentity",
+    "KnownHost",
+    "check_host_key",
+    "fingerprint",
+    "known_key_types",
+    "load_known_hosts",
+]
 
 logger = logging.getLogger(__name__)
 
