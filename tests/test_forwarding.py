@@ -21,8 +21,8 @@ from faults import dropping
 from helpers import wait_for
 
 from rjupyter import Tunnel
-from rjupyter._paramiko import _fastpath, _spliced
 from rjupyter._forward._windows import MAX_PACKET_SIZE, MIN_WINDOW
+from rjupyter._paramiko import _fastpath, _spliced
 from rjupyter._paramiko._fastpath import FastPath, sender
 from rjupyter.testing import DelayProxy, Lab, LabHost, TrafficServer, ssh_config_through
 from rjupyter.testing._procs import stop_pids
