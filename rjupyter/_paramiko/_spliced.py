@@ -419,6 +419,7 @@ _TRANSPORT_OPEN_STEPS = (
     "_channels",
     "channel_events",
     "channels_seen",
+    "clear_to_send",
     "_send_user_message",
 )
 _CHANNEL_STEPS = ("_set_window", "_check_add_window", "_send_eof")
