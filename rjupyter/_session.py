@@ -122,14 +122,17 @@ class Session:
 
     @property
     def error(self) -> RJupyterError | None:
-        """Why the session broke for good (the keeper gave up), else None."""
-        return self.keeper.error if self.keeper is not None else None
+        """Why the session broke for good (the keeper gave up, or the tunnel's pump died),
+        else None."""
+        if self.keeper is not None and self.keeper.error is not None:
+            return self.keeper.error
+        return self.forwarder.error if self.forwarder is not None else None
 
     @property
     def connected(self) -> bool:
-        """True while the SSH connection is up."""
+        """True while the SSH connection is up and the tunnel forwards."""
         keeper = self.keeper
-        return keeper is not None and keeper.connected and keeper.error is None
+        return keeper is not None and keeper.connected and self.error is None
 
     def stop_keeper(self, errors: list[BaseException]) -> None:
         """Stop heartbeats and reconnects; keep the error the keeper gave up with."""

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from paramiko.common import MSG_CHANNEL_DATA, MSG_IGNORE, cMSG_IGNORE
 from paramiko.packet import NeedRekeyException
 
+from rjupyter._paramiko._channel import SplicedChannel
 from rjupyter._paramiko._fastpath import FastPath, Sink, install, sender
 from rjupyter._paramiko._fixes import ReadAheadSocket
-from rjupyter._paramiko._spliced import SplicedChannel
 
 CHANNEL = 7  # the receiving side's channel number
 

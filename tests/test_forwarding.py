@@ -22,7 +22,7 @@ from helpers import wait_for
 
 from rjupyter import Tunnel
 from rjupyter._forward._windows import MAX_PACKET_SIZE, MIN_WINDOW
-from rjupyter._paramiko import _fastpath, _spliced
+from rjupyter._paramiko import _channel, _fastpath
 from rjupyter._paramiko._fastpath import FastPath, sender
 from rjupyter.testing import DelayProxy, Lab, LabHost, TrafficServer, ssh_config_through
 from rjupyter.testing._procs import stop_pids
@@ -179,7 +179,7 @@ def test_paramiko_s_own_path_when_its_internals_differ(
     # A paramiko release whose packetizer or Channel() differ from what the lean parts expect:
     # the forwarder uses paramiko's framing and channels, and bytes still arrive intact.
     monkeypatch.setattr(_fastpath, "_PACKETIZER_STATE", (*_fastpath._PACKETIZER_STATE, "_gone"))
-    monkeypatch.setattr(_spliced, "_LEAN_CHANNEL", False)
+    monkeypatch.setattr(_channel, "_LEAN_CHANNEL", False)
     with Tunnel(remote.name, traffic.port, ssh_config=lab.ssh_config) as plain:
         assert plain._slot is not None
         assert sender(plain._slot.current.transport) is None

@@ -24,7 +24,7 @@ from rjupyter import (
     _signals,
 )
 from rjupyter._deadline import Deadline
-from rjupyter._errors import SSHConnectError
+from rjupyter._errors import SSHConnectError, TunnelError
 from rjupyter._server._startup import ServerInfo
 from rjupyter._session import Session
 from rjupyter._ssh._connection import ConnectionSlot
@@ -37,21 +37,13 @@ class FakeSession(Session):
     calls: list[str]
     fail: set[str]
 
-    def __init__(self, launcher: Any, **options: Any) -> None:
-        super().__init__(launcher, **options)
-        self.up = False
-
-    @property
-    def connected(self) -> bool:
-        return self.up
-
     def start(self, deadline: Deadline) -> ServerInfo:
         self.calls.append("start")
         if "start" in self.fail:
             raise LaunchError("jupyter exited", host="h")
         self.info = ServerInfo(port=20001, path="/tree", token="s3cret", pid=4242)
-        self.forwarder = SimpleNamespace(local_port=12345)  # type: ignore[assignment]
-        self.up = True
+        self.forwarder = SimpleNamespace(local_port=12345, error=None)  # type: ignore[assignment]
+        self.keeper = SimpleNamespace(connected=True, error=None)  # type: ignore[assignment]
         return self.info
 
     def _step(self, name: str, errors: list[BaseException]) -> None:
@@ -168,6 +160,16 @@ def test_state_transitions(calls: list[str]) -> None:
         _ = nb.url
     with pytest.raises(NotebookClosedError), nb:
         pass
+
+
+def test_a_dead_tunnel_is_reported_not_hidden(calls: list[str]) -> None:
+    with RemoteNotebook("gpu-box") as nb:
+        session: Any = nb._session
+        assert connected(nb)
+        session.forwarder.error = TunnelError("the tunnel's pump thread died")
+        assert not connected(nb)
+        with pytest.raises(TunnelError, match="pump thread died"):
+            _ = nb.url
 
 
 @pytest.mark.skipif(

@@ -24,14 +24,15 @@ runs a selector over the listening socket and every local connection:
   ends the local connection once the queued bytes are written; a local reset closes the channel.
 - **While the link is down** (a reconnect in progress) accepted connections wait, up to
   :data:`LINK_WAIT` seconds, for :meth:`Pump.use_transport`.
+- **Supervised**: if the pump's thread dies of an unexpected error, it closes the listening
+  sockets (new connections are refused at once instead of waiting in the backlog) and every
+  connection, logs the error once, and keeps it as :attr:`Pump.error`.
 
-This relies on paramiko internals that have not changed since paramiko 1.x: the steps of
-``Transport.open_channel`` before its wait (``lock``, ``_next_channel``, ``_channels``,
-``channel_events``, ``channels_seen``, ``_sanitize_*``), ``Channel.in_buffer``, ``out_buffer_cv``,
-``_set_window``, ``_check_add_window``, ``_send_eof``, ``Transport._send_user_message`` and
-``clear_to_send``; :mod:`._fastpath` lists what it uses of the packetizer, and
-:class:`~._spliced.SplicedChannel` sets up channels without paramiko's constructor. The
-forwarding tests exercise each of them.
+The steps above use paramiko internals; all of them live in :mod:`rjupyter._paramiko`
+(:class:`~rjupyter._paramiko._spliced.Connection` and what it uses), which this module reaches
+only by public names. Outside the tested paramiko range, or once an internal turns out missing,
+a connection is handed to a thread that serves it by paramiko's public API instead (state
+RELAYED): slower, never broken.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from typing import Any
 
 import paramiko
 
+from .._errors import TunnelError
+from .._paramiko._socket import transport_socket
 from .._paramiko._spliced import Connection, State
 from ._windows import LinkEstimate
 
@@ -98,7 +101,10 @@ class Pump:
         self._transport: Any = None
         self._broken: str | None = None
         self._transport_changed = False
-        self._listeners: list[socket.socket] = []
+        self._listeners: list[socket.socket] = []  # given, not yet watched
+        self._all_listeners: list[socket.socket] = []  # closed if the pump dies
+        self.error: TunnelError | None = None  # why the pump died, if it did
+        self._relays: set[Connection] = set()  # handed to the public path (pump thread only)
         self._connections: set[Connection] = set()  # pump thread only
         self._unopened: set[Connection] = set()  # of those, the ones waiting or opening
         self._next_expiry = 0.0
@@ -109,10 +115,17 @@ class Pump:
     # -- any thread ---------------------------------------------------------------------------
 
     def listen(self, sock: socket.socket) -> None:
-        """Accept connections on the listening ``sock`` (the caller keeps and closes it)."""
+        """Accept connections on the listening ``sock`` (the caller keeps and closes it; a pump
+        that has died closes it, so that clients are refused at once)."""
         sock.setblocking(False)
         with self._lock:
-            self._listeners.append(sock)
+            dead = self.error is not None
+            if not dead:
+                self._listeners.append(sock)
+                self._all_listeners.append(sock)
+        if dead:
+            sock.close()
+            return
         self.wake(None)
 
     def use_transport(self, transport: paramiko.Transport) -> None:
@@ -173,14 +186,32 @@ class Pump:
                 if self._unopened and time.monotonic() >= self._next_expiry:
                     self._next_expiry = time.monotonic() + 0.5
                     self._expire()
-        except Exception:
-            logger.exception("the forwarder's pump failed; its connections are closed")
+        except Exception as exc:
+            self._die(exc)
         finally:
             for connection in list(self._connections):
                 self._end(connection)
+            for connection in self._relays:
+                connection.finish()
             self._selector.close()
             self._wake_reader.close()
             self._wake_writer.close()
+
+    def _die(self, exc: Exception) -> None:
+        """Refuse new connections from now on (close the listeners) and keep the error."""
+        host, port = self._remote_address
+        error = TunnelError(
+            f"the tunnel to {host}:{port} stopped forwarding: its pump failed "
+            f"({type(exc).__name__}: {exc}). Close it and open a new one"
+        )
+        error.__cause__ = exc
+        with self._lock:
+            self.error = error
+            listeners, self._all_listeners = self._all_listeners, []
+        logger.error("%s", error, exc_info=exc)
+        for listener in listeners:
+            with contextlib.suppress(OSError):
+                listener.close()
 
     def _turn(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         """Serve what the selector found ready, then the connections woken by other threads."""
@@ -214,8 +245,8 @@ class Pump:
         EOFs) leave in a few segments instead of one each, which saves the kernel (and sshd) a
         send and a wake-up per packet. Linux only (TCP_CORK); False (nothing done) elsewhere
         and over a jump host's channel."""
-        sock = getattr(self._transport, "sock", None)
-        if _TCP_CORK is None or not isinstance(sock, socket.socket):
+        sock = transport_socket(self._transport)
+        if _TCP_CORK is None or sock is None:
             return False
         try:
             sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
@@ -275,17 +306,32 @@ class Pump:
         if transport is None or not transport.is_active():
             return  # waits (WAITING) until use_transport, give_up or LINK_WAIT
         try:
-            connection.open(transport, self._remote_address, self._link.window(), self._max_packet)
+            served_here = connection.open(
+                transport,
+                self._remote_address,
+                self._link.window(),
+                self._max_packet,
+                timeout=CHANNEL_OPEN_TIMEOUT,
+            )
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self._fail(connection, f"cannot open a channel: {exc}")
+            return
+        except Exception as exc:  # a bug or a changed paramiko: this connection only
+            logger.exception("connection %s: opening its channel failed", connection.label)
+            self._fail(connection, f"cannot open a channel: {type(exc).__name__}: {exc}")
+            return
+        if not served_here:  # relayed by paramiko's public API in a thread of its own
+            self._connections.discard(connection)
+            self._unopened.discard(connection)
+            self._relays = {c for c in self._relays if c.state is State.RELAYED}
+            self._relays.add(connection)
             return
         self._watch(connection, connection.wanted_events())  # for the client's first bytes
 
     def _serve(self, connection: Connection, events: int) -> None:
         if connection.state is State.FINISHED:
             # Given up while opening, and the server's answer came after all: close it there.
-            if connection.channel is not None and connection.channel.active:
-                connection.channel.close()
+            connection.close_channel()
             return
         try:
             if connection.state is State.OPENING:
@@ -301,9 +347,7 @@ class Pump:
                 return
             if connection.queued or connection.unacknowledged:  # else nothing to flush
                 connection.flush()
-            if events & selectors.EVENT_READ or (
-                connection.pending and connection.channel.out_window_size > 0
-            ):
+            if events & selectors.EVENT_READ or (connection.pending and connection.can_send()):
                 connection.upstream()
             if connection.done():
                 self._end(connection)
@@ -315,22 +359,17 @@ class Pump:
 
     def _opened(self, connection: Connection) -> bool:
         """Move an OPENING connection on once the server answered; False while it has not."""
-        channel = connection.channel
-        if not connection.opened.is_set():  # (the answer also sends the first bytes)
-            if channel.closed:
-                self._fail(connection, "the SSH link closed")
+        failure = connection.answer()
+        if failure is None:
             return False
-        if channel.active:
-            self._link.observe(time.monotonic() - connection.since)
-            connection.state = State.OPEN
-            self._unopened.discard(connection)
-            logger.debug("connection %s to %s:%s open", connection.label, *self._remote_address)
-            return True
-        if channel.closed:
-            self._fail(connection, "the SSH link closed")
-        else:
-            self._fail(connection, f"the SSH server refused: {channel.transport.get_exception()}")
-        return False
+        if failure:
+            self._fail(connection, failure)
+            return False
+        self._link.observe(time.monotonic() - connection.since)
+        connection.state = State.OPEN
+        self._unopened.discard(connection)
+        logger.debug("connection %s to %s:%s open", connection.label, *self._remote_address)
+        return True
 
     def _fail(self, connection: Connection, reason: str) -> None:
         logger.warning(

@@ -163,13 +163,16 @@ class Tunnel(ClosingContext):
             raise RuntimeError("the tunnel is not started; use `with` or call start()")
         if self._keeper is not None and self._keeper.error is not None:
             raise self._keeper.error
+        if self._forwarder.error is not None:
+            raise self._forwarder.error
         return self._forwarder.local_port
 
     @property
     def connected(self) -> bool:
         """True while the SSH connection is up."""
-        keeper = self._keeper
-        return keeper is not None and keeper.connected and keeper.error is None
+        keeper, forwarder = self._keeper, self._forwarder
+        broken = forwarder is not None and forwarder.broken
+        return keeper is not None and keeper.connected and keeper.error is None and not broken
 
     def close(self) -> None:
         """Stop listening and log out; idempotent.

@@ -46,6 +46,7 @@ import paramiko
 from paramiko.packet import NeedRekeyException
 
 from ._fixes import ReadAheadSocket
+from ._gate import lean_path_enabled
 
 __all__ = ["FastPath", "Sink", "install", "sender"]
 
@@ -116,15 +117,25 @@ _TRANSPORT_STATE = (
 
 
 def install(transport: paramiko.Transport) -> FastPath | None:
-    """Put the fast path on ``transport`` (before it starts); None, and paramiko's own path
-    throughout, if this paramiko does not keep the state the lean path works with."""
+    """Put the fast path on ``transport`` (before it starts); never raises.
+
+    Returns:
+        The lean path, or None (and paramiko's own path throughout) outside the tested
+        paramiko range or if this paramiko does not keep the state the lean path works with.
+    """
+    if not lean_path_enabled():
+        return None
     packetizer = getattr(transport, "packetizer", None)
     if not all(hasattr(packetizer, name) for name in _PACKETIZER_STATE) or not all(
         hasattr(transport, name) for name in _TRANSPORT_STATE
     ):
         logger.debug("paramiko %s: no lean data path", paramiko.__version__)
         return None
-    fast = FastPath(transport)
+    try:
+        fast = FastPath(transport)
+    except Exception:  # a changed internal: paramiko's own path
+        logger.debug("paramiko %s: no lean data path", paramiko.__version__, exc_info=True)
+        return None
     _ALL[transport] = fast
     return fast
 

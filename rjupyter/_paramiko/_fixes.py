@@ -23,17 +23,45 @@ from typing import Any
 import paramiko
 from paramiko.common import MSG_CHANNEL_CLOSE
 
+from ._gate import lean_path_enabled
+
 __all__ = ["ReadAheadSocket", "install"]
 
 logger = logging.getLogger(__name__)
 
 
-def install(transport: paramiko.Transport) -> None:
-    """Apply the fixes to ``transport`` (before it carries channels)."""
-    raw: Any = transport
-    table = dict(paramiko.Transport._channel_handler_table)  # type: ignore[attr-defined]
-    table[MSG_CHANNEL_CLOSE] = _handle_close
-    raw._channel_handler_table = table
+#: What the close handler uses of paramiko beyond its public API.
+_CLOSE_INTERNALS = (
+    (paramiko.Transport, "_channel_handler_table"),
+    (paramiko.Transport, "_unlink_channel"),
+    (paramiko.Transport, "_send_user_message"),
+    (paramiko.Channel, "_handle_close"),
+    (paramiko.Channel, "_close_internal"),
+)
+
+
+def install(transport: paramiko.Transport) -> bool:
+    """Apply the close fix to ``transport`` (before it carries channels); never raises.
+
+    Returns:
+        False, and paramiko's own handling, outside the tested paramiko range or where an
+        internal it needs is missing.
+    """
+    if not lean_path_enabled():
+        return False
+    missing = [name for owner, name in _CLOSE_INTERNALS if not hasattr(owner, name)]
+    if missing:
+        logger.debug("paramiko %s lacks %s: no channel-close fix", paramiko.__version__, missing)
+        return False
+    try:
+        raw: Any = transport
+        table = dict(paramiko.Transport._channel_handler_table)  # type: ignore[attr-defined]
+        table[MSG_CHANNEL_CLOSE] = _handle_close
+        raw._channel_handler_table = table
+    except Exception:  # a changed internal: paramiko's own handler stays
+        logger.debug("no channel-close fix on paramiko %s", paramiko.__version__, exc_info=True)
+        return False
+    return True
 
 
 def _handle_close(channel: Any, message: paramiko.Message) -> None:
@@ -71,8 +99,12 @@ class ReadAheadSocket(socket.socket):
     READ_AHEAD = 1 << 18
 
     @classmethod
-    def wrap(cls, sock: socket.socket) -> ReadAheadSocket:
-        """The same connection (same descriptor and timeout) as a read-ahead socket."""
+    def wrap(cls, sock: socket.socket) -> socket.socket:
+        """The same connection (same descriptor and timeout) as a read-ahead socket; ``sock``
+        itself outside the tested paramiko range (read-ahead relies on paramiko reading its
+        socket only by ``recv``)."""
+        if not lean_path_enabled():
+            return sock
         timeout = sock.gettimeout()
         wrapped = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
         wrapped.settimeout(timeout)

@@ -21,7 +21,10 @@ from typing import Any, Protocol
 import paramiko
 from paramiko.common import cMSG_CHANNEL_OPEN, cMSG_CHANNEL_WINDOW_ADJUST
 
-from ._fastpath import FastPath, Sink, sender
+from ._channel import OpenSignal, new_channel
+from ._fastpath import FastPath, sender
+from ._gate import disable_lean_path, lean_path_enabled
+from ._relay import Relay
 
 __all__ = ["Connection", "Pump", "State"]
 
@@ -45,164 +48,8 @@ class State(enum.Enum):
     WAITING = "waiting for the SSH link"
     OPENING = "opening a channel"
     OPEN = "open"
+    RELAYED = "relayed by paramiko's public API"  # in a thread of its own (:mod:`._relay`)
     FINISHED = "finished"
-
-
-class _Discard(Sink):
-    """Stands in for a channel's receive buffer (``Channel.in_buffer``) and drops what comes:
-    used as the stderr buffer, which a direct-tcpip channel never gets data for (paramiko would
-    keep any forever, unread). Nothing reads from it."""
-
-    def feed(self, data: bytes) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def read_ready(self) -> bool:
-        return False
-
-    def set_event(self, event: Any) -> None:  # fileno() is never asked for here
-        return None
-
-    def __len__(self) -> int:
-        return 0
-
-
-class _Sink(_Discard):
-    """Stands in for a channel's receive buffer and passes data to the connection.
-
-    paramiko's transport thread (or the lean path) calls :meth:`feed` with each data packet,
-    and paramiko calls :meth:`close` at the server's EOF and when the channel closes.
-    """
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-
-    def feed(self, data: bytes) -> None:
-        self._connection.from_remote(data)
-
-    def close(self) -> None:
-        self._connection.pump.wake(self._connection)
-
-
-class _WindowSignal:
-    """Stands in for a channel's send-window condition (``Channel.out_buffer_cv``): paramiko
-    notifies it when the server opens the window or the channel closes, and then the pump is
-    woken. Nothing waits on it: the channel's timeout is 0, so a send without window raises
-    instead of waiting. (A real condition per connection costs a lock and a condition; a burst
-    of connections feels it.)"""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-
-    def notify_all(self) -> None:
-        self._connection.pump.wake(self._connection)
-
-    notify = notify_all
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return False
-
-
-class _OpenSignal:
-    """Stands in for paramiko's per-channel open event (``Transport.channel_events``): the
-    transport thread sets it when the server answers the open (or the transport ends); the
-    client's first bytes go out then, and the pump is woken."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-        self._set = False
-
-    def set(self) -> None:
-        self._connection.answered()
-        self._set = True
-        self._connection.pump.wake(self._connection)
-
-    def is_set(self) -> bool:
-        return self._set
-
-
-class _Inert:
-    """Stands in for the channel events paramiko sets on close and a direct-tcpip channel
-    never waits on."""
-
-    def set(self) -> None:
-        return None
-
-    def clear(self) -> None:
-        return None
-
-    def is_set(self) -> bool:
-        return False
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return False
-
-
-_INERT = _Inert()
-_DISCARD = _Discard()
-_CHANNEL_LOGGER = logging.getLogger("paramiko.transport")
-
-
-class SplicedChannel(paramiko.Channel):
-    """A channel for one spliced connection, set up as ``paramiko.Channel.__init__`` does but
-    with the connection's stand-ins in place of the two receive buffers, two events and a
-    condition it would build and this path replaces or never uses (they were a third of the
-    cost of opening a connection). Its timeout is 0: a send without window raises instead of
-    waiting. A test checks it has every attribute paramiko's constructor sets, and where a
-    paramiko release sets more, paramiko's own channel is used instead (:func:`_new_channel`)."""
-
-    def __init__(self, chanid: int, connection: Connection) -> None:
-        self.chanid = chanid
-        self.remote_chanid = 0
-        self.transport = None
-        self.active = False
-        self.eof_received = 0
-        self.eof_sent = 0
-        self.in_buffer: Any = _Sink(connection)
-        self.in_stderr_buffer: Any = _DISCARD
-        self.timeout = 0.0
-        self.closed = False
-        self.ultra_debug = False
-        self.lock = threading.Lock()
-        self.out_buffer_cv: Any = _WindowSignal(connection)
-        self.in_window_size = 0
-        self.out_window_size = 0
-        self.in_max_packet_size = 0
-        self.out_max_packet_size = 0
-        self.in_window_threshold = 0
-        self.in_window_sofar = 0
-        self.status_event: Any = _INERT
-        self._name = str(chanid)
-        self.logger = _CHANNEL_LOGGER
-        self._pipe = None
-        self.event: Any = _INERT
-        self.event_ready = False
-        self.combine_stderr = False
-        self.exit_status = -1
-        self.origin_addr = None
-
-
-def _matches_paramiko() -> bool:
-    """Whether :class:`SplicedChannel` sets what this paramiko's ``Channel()`` sets."""
-    connection: Any = None
-    return set(vars(SplicedChannel(0, connection))) == set(vars(paramiko.Channel(0)))
-
-
-_LEAN_CHANNEL = _matches_paramiko()
-
-
-def _new_channel(chanid: int, connection: Connection) -> Any:
-    """A channel for ``connection``: a :class:`SplicedChannel`, or paramiko's own with the
-    stand-ins put in if this paramiko's constructor sets something SplicedChannel does not."""
-    if _LEAN_CHANNEL:
-        return SplicedChannel(chanid, connection)
-    channel: Any = paramiko.Channel(chanid)
-    channel.settimeout(0.0)
-    channel.in_buffer = _Sink(connection)
-    channel.out_buffer_cv = _WindowSignal(connection)
-    return channel
 
 
 class Connection:
@@ -221,7 +68,8 @@ class Connection:
         self.since = time.monotonic()
         self.channel: Any = None  # paramiko.Channel, used with some of its internals
         self.fast: FastPath | None = None  # the transport's lean path for data, if it has one
-        self.opened = _OpenSignal(self)
+        self.relay: Relay | None = None  # the public path serves it instead (RELAYED)
+        self.opened = OpenSignal(self)
         self.lock = threading.Lock()
         self.queued: collections.deque[bytes] = collections.deque()  # downstream, not yet written
         self.unacknowledged = 0  # bytes the local socket took whose window is not yet given back
@@ -323,15 +171,53 @@ class Connection:
 
     # -- pump thread ------------------------------------------------------------------------
 
-    def open(self, transport: Any, address: tuple[str, int], window: int, packet: int) -> None:
-        """Send the ``direct-tcpip`` open for this connection; the answer wakes the pump.
+    def open(
+        self,
+        transport: Any,
+        address: tuple[str, int],
+        window: int,
+        packet: int,
+        *,
+        timeout: float,
+    ) -> bool:
+        """Open this connection's ``direct-tcpip`` channel.
 
-        The steps of ``Transport.open_channel`` up to its wait, with this connection's sink,
-        window signal and open signal in place before the server can answer.
+        By the lean path the open is sent and the answer wakes the pump (state OPENING);
+        where that path is off, or an internal it uses turns out missing, the connection is
+        handed to a :class:`~._relay.Relay` that opens and serves it by paramiko's public API
+        (state RELAYED; the pump has nothing more to do with it).
+
+        Returns:
+            True if the pump serves the connection, False if a relay does.
+
+        Raises:
+            paramiko.SSHException: The transport is down.
+            OSError: The open could not be sent.
         """
-        source = self.peer
         if not transport.is_active():
             raise paramiko.SSHException("SSH session not active")
+        if lean_path_enabled() and _has_open_steps(transport):
+            try:
+                self._open_lean(transport, address, window, packet)
+                return True
+            except (paramiko.SSHException, OSError, EOFError):
+                raise
+            except Exception as exc:  # an internal renamed or changed: the public path
+                disable_lean_path(f"a channel open failed ({type(exc).__name__}: {exc})")
+                self._forget_channel(transport)
+        self.state = State.RELAYED
+        self.relay = Relay(self.sock, self.label, self.finish)
+        self.relay.start(
+            transport, address, self.peer, window=window, packet=packet, timeout=timeout
+        )
+        return False
+
+    def _open_lean(
+        self, transport: Any, address: tuple[str, int], window: int, packet: int
+    ) -> None:
+        """The steps of ``Transport.open_channel`` up to its wait, with this connection's sink,
+        window signal and open signal in place before the server can answer."""
+        source = self.peer
         message = paramiko.Message()
         with transport.lock:
             window = transport._sanitize_window_size(window)
@@ -346,17 +232,51 @@ class Connection:
             message.add_int(address[1])
             message.add_string(source[0])
             message.add_int(source[1])
-            channel = _new_channel(chanid, self)
+            channel = new_channel(chanid, self)
+            self.channel = channel
             transport._channels.put(chanid, channel)
             transport.channel_events[chanid] = self.opened
             transport.channels_seen[chanid] = True
             channel.transport = transport  # (_set_transport would look its logger up again)
             channel._set_window(window, packet)
-            self.channel = channel
         self.fast = sender(transport)
         self.state = State.OPENING
         self.since = time.monotonic()
         self._send_message(transport, message)
+
+    def _forget_channel(self, transport: Any) -> None:
+        """Undo what a failed lean open left in the transport (best effort)."""
+        channel, self.channel, self.fast = self.channel, None, None
+        self.state = State.WAITING
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                transport._channels.delete(channel.chanid)
+                transport.channel_events.pop(channel.chanid, None)
+
+    # -- the pump asks ------------------------------------------------------------------------
+
+    def answer(self) -> str | None:
+        """How the server answered the open (OPENING): None while it has not, ``""`` for an
+        open channel, else why it is not open."""
+        channel = self.channel
+        if not self.opened.is_set():  # (the answer also sends the first bytes)
+            return "the SSH link closed" if channel.closed else None
+        if channel.active:
+            return ""
+        if channel.closed:
+            return "the SSH link closed"
+        return f"the SSH server refused: {channel.transport.get_exception()}"
+
+    def can_send(self) -> bool:
+        """True if the channel's send window is open (bytes are pending upstream)."""
+        return bool(self.channel.out_window_size > 0)
+
+    def close_channel(self) -> None:
+        """Close the channel if it is open (an answer that came after the connection ended)."""
+        channel = self.channel
+        if channel is not None and channel.active:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                channel.close()
 
     def flush(self) -> None:
         """Write queued downstream bytes the socket can take now; give their window back."""
@@ -477,14 +397,36 @@ class Connection:
         return self.shut_down_local and self.local_eof and not self.pending
 
     def finish(self) -> None:
-        """Close the socket and the channel; idempotent."""
+        """Close the socket and the channel (or end the relay); idempotent."""
         with self.lock:
             if self.state is State.FINISHED:
                 return
             self.state = State.FINISHED
             self.queued.clear()
             self.sock.close()
-        if self.channel is not None and self.channel.active:
-            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                self.channel.close()
+        if self.relay is not None:
+            self.relay.close()
+        self.close_channel()
         logger.debug("connection %s closed", self.label)
+
+
+#: What a lean open uses of a transport beyond its public API (checked before each open).
+_TRANSPORT_OPEN_STEPS = (
+    "lock",
+    "_sanitize_window_size",
+    "_sanitize_packet_size",
+    "_next_channel",
+    "_channels",
+    "channel_events",
+    "channels_seen",
+    "clear_to_send",
+    "_send_user_message",
+)
+_CHANNEL_STEPS = ("_set_window", "_check_add_window", "_send_eof")
+
+
+def _has_open_steps(transport: Any) -> bool:
+    """Whether ``transport`` (and this paramiko's channels) have what a lean open uses."""
+    return all(hasattr(transport, name) for name in _TRANSPORT_OPEN_STEPS) and all(
+        hasattr(paramiko.Channel, name) for name in _CHANNEL_STEPS
+    )

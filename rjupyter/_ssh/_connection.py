@@ -24,6 +24,7 @@ from .._errors import RJupyterError, SSHConnectError
 from .._paramiko._fastpath import install as install_fast_path
 from .._paramiko._fixes import ReadAheadSocket
 from .._paramiko._fixes import install as install_transport_fixes
+from .._paramiko._hostkeys import verifiable_key_types
 from ._auth import Credentials, authenticate
 from ._hostconfig import HostConfig, resolve_chain, resolve_host, split_chain
 from ._hostspec import parse_host_spec
@@ -176,7 +177,7 @@ def _prefer(transport: paramiko.Transport, wanted: list[str]) -> None:
     """Ask first for the host key types known_hosts has, as OpenSSH does."""
     options = transport.get_security_options()
     supported = list(options.key_types)
-    available = set(getattr(paramiko.Transport, "_key_info", {}))
+    available = verifiable_key_types(options)
     first = [name for name in wanted if name in available]
     if first:
         options.key_types = first + [name for name in supported if name not in first]
