@@ -6,9 +6,10 @@ Every error has one root, so ``except rjupyter.RJupyterError`` catches all of th
     ├── SSHConnectError (also ConnectionError)   DNS, TCP, handshake
     │   ├── AuthenticationError                  every offered method was refused
     │   └── HostKeyError                         unknown or changed host key
-    ├── LaunchError                              jupyter missing, bad venv/workdir, exited early
+    ├── LaunchError                              jupyter missing, bad venv/workdir, exited
     │   ├── LaunchTimeout (also TimeoutError)    not ready within ``timeout``
     │   └── JobError                             the Slurm job was refused, failed or ended
+    ├── HeartbeatError                           a heartbeat could not be written (retried)
     ├── TunnelError                              local bind failed, forwarder died
     ├── NotebookClosedError                      used after ``close()``
     │   └── KernelClosedError                    a kernel used after ``shutdown()``
@@ -38,6 +39,7 @@ __all__ = [
     "AuthenticationError",
     "CellExecutionError",
     "ExecutionTimeout",
+    "HeartbeatError",
     "HostKeyError",
     "JobError",
     "KernelClosedError",
@@ -117,7 +119,7 @@ class HostKeyError(SSHConnectError):
 
 
 class LaunchError(RJupyterError):
-    """The remote Jupyter server could not be started.
+    """The remote Jupyter server could not be started, or exited after it started.
 
     Attributes:
         host: The host as the caller named it.
@@ -139,6 +141,11 @@ class LaunchError(RJupyterError):
         self.host = host
         self.exit_status = exit_status
         self.output_tail = output_tail
+
+
+class HeartbeatError(RJupyterError):
+    """A heartbeat to the server's abandon watchdog could not be written (retried; see
+    ``on_connection_change``)."""
 
 
 class LaunchTimeout(LaunchError, TimeoutError):

@@ -6,13 +6,21 @@ from types import TracebackType
 
 from ._errors import RJupyterError
 
-__all__ = ["ClosingContext", "add_note"]
+__all__ = ["ClosingContext", "add_note", "first_of"]
 
 
 def add_note(exc: BaseException, note: str) -> None:
     """Attach ``note`` to ``exc`` (shown under its traceback) where Python supports notes."""
     if hasattr(exc, "add_note"):
         exc.add_note(note)
+
+
+def first_of(errors: list[BaseException]) -> BaseException:
+    """The first of several failures, with each later one attached to it as a note."""
+    first = errors[0]
+    for later in errors[1:]:
+        add_note(first, f"also: {type(later).__name__}: {later}")
+    return first
 
 
 class ClosingContext:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import threading
 import webbrowser
@@ -17,10 +18,11 @@ from dataclasses import dataclass, field
 
 from ._deadline import Deadline
 from ._errors import NotebookClosedError, RJupyterError
+from ._exits import Tracked, track
 from ._forward._forwarder import LOOPBACK, Forwarder
 from ._jupyter._automation import NotebookAutomation
 from ._launch import AttachTarget, Environment, LaunchSpec, Scheduler, attach_target, launcher_for
-from ._lifecycle import ClosingContext, add_note
+from ._lifecycle import ClosingContext, add_note, first_of
 from ._server._scripts import APPS
 from ._server._startup import ServerInfo
 from ._session import Session
@@ -230,6 +232,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         self._lock = threading.Lock()
         self._session: Session | None = None
         self._sigterm: SigtermHold | None = None
+        self._tracked: Tracked | None = None
         self._handle: ServerHandle | None = None
 
     @classmethod
@@ -331,9 +334,9 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             if self._state is not _State.NEW:
                 raise RuntimeError("this RemoteNotebook was already started")
             self._state = _State.STARTING
-        self._sigterm = SigtermHold()
+        self._sigterm = hold = SigtermHold()
         try:
-            self._start(Deadline(self.timeout))
+            self._start(Deadline(self.timeout), hold)
         except BaseException as exc:
             try:
                 self.close()
@@ -344,7 +347,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         logger.info("notebook on %s ready at local port %s", self.host, self.local_port)
         return self
 
-    def _start(self, deadline: Deadline) -> None:
+    def _start(self, deadline: Deadline, hold: SigtermHold) -> None:
         launcher = launcher_for(self._spec, scheduler=self._scheduler, target=self._target)
         session = self._session = Session(
             launcher,
@@ -352,6 +355,10 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             reconnect_timeout=self.reconnect_timeout,
             on_change=self._on_connection_change,
         )
+        # Closed at exit if still open; released if collected unclosed (the release holds the
+        # session and the hold, never this object).
+        release = functools.partial(session.release, hold, stop_on_close=self._stop_on_close)
+        self._tracked = track(self, release, f"RemoteNotebook on {self.host}")
         session.start(deadline)
         self.app = getattr(launcher, "app", self.app)
         self._handle = ServerHandle.of(session, self.host, self._spec.options)
@@ -361,8 +368,8 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
 
         With ``keep_running`` (or an attached server without ``stop_on_close``) the server is
         left running and its :class:`ServerHandle` is returned (also logged at INFO). Idempotent.
-        Each step runs even when an earlier one failed; the first failure is raised once
-        everything local is released.
+        Each step runs even when an earlier one failed; once everything local is released, the
+        first failure is raised, with each later one attached to it as a note.
 
         Returns:
             The handle of a server left running, else None.
@@ -374,7 +381,9 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         with self._lock:
             if self._state is _State.CLOSED:
                 return self._handle if not self._stop_on_close else None
-            self._state = _State.CLOSED
+            started, self._state = self._state is _State.RUNNING, _State.CLOSED
+        if self._tracked is not None:
+            self._tracked.done()
         errors: list[BaseException] = []
         session = self._session
         try:
@@ -388,7 +397,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             try:
                 if session is not None:
                     session.shut_tunnel(errors)
-                    session.stop_server(errors, stop_on_close=self._stop_on_close)
+                    session.stop_server(errors, stop_on_close=self._stop_on_close, started=started)
             finally:
                 if session is not None:
                     session.close()
@@ -396,7 +405,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
                     self._sigterm.release()
         logger.debug("closed notebook on %s", self.host)
         if errors:
-            raise errors[0]
+            raise first_of(errors)
         if self._handle is not None and not self._stop_on_close:
             logger.info("%s", self._handle)
             return self._handle

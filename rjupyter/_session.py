@@ -14,11 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ._deadline import Deadline
-from ._errors import RJupyterError, SSHConnectError, TunnelError
+from ._errors import HeartbeatError, LaunchError, RJupyterError, SSHConnectError, TunnelError
 from ._forward._forwarder import LOOPBACK, Forwarder
 from ._jupyter._wire import Endpoint
 from ._launch import Launcher
+from ._server._remote import RemoteServer
 from ._server._startup import ServerInfo
+from ._signals import SigtermHold
 from ._ssh._connection import SSHConnection
 from ._ssh._keeper import ConnectionCallback, Keeper
 
@@ -93,7 +95,25 @@ class Session:
             on_change=self._on_change,
         )
         self.keeper.start()
+        # A server that exits is noticed within seconds, also after a reconnect: the tunnel
+        # stops forwarding (another user could bind the freed port) and the keeper says so.
+        slot.on_swap(lambda connection: self._watch(server))
+        server.on_end(self._server_ended)
+        self._watch(server)
         return info
+
+    def _watch(self, server: RemoteServer) -> None:
+        try:
+            server.watch()
+        except SSHConnectError as exc:  # the keeper sees the connection fail too
+            logger.debug("cannot follow the server on %s: %s", self.launcher.label, exc)
+
+    def _server_ended(self, error: LaunchError) -> None:
+        if self.forwarder is not None:
+            self.forwarder.mark_broken(str(error))
+        reported = self.launcher.explain_end(error)
+        if self.keeper is not None:
+            self.keeper.fail(reported)
 
     def _unless_gone(
         self, step: Callable[[SSHConnection], None], connection: SSHConnection
@@ -101,7 +121,7 @@ class Session:
         """Run ``step``; when it finds the server gone for good, the tunnel stops forwarding."""
         try:
             step(connection)
-        except SSHConnectError:
+        except (SSHConnectError, HeartbeatError):  # the keeper reconnects, or retries
             raise
         except RJupyterError as exc:
             if self.forwarder is not None:
@@ -149,13 +169,14 @@ class Session:
         except Exception as exc:
             errors.append(TunnelError(f"closing the local tunnel failed: {exc}"))
 
-    def stop_server(self, errors: list[BaseException], *, stop_on_close: bool) -> None:
-        """Stop the server unless it is to keep running (a failed start always stops one that
-        was launched for it, never one that was found)."""
+    def stop_server(
+        self, errors: list[BaseException], *, stop_on_close: bool, started: bool = True
+    ) -> None:
+        """Stop the server unless it is to keep running; a start that did not complete always
+        stops a server launched for it (``keep_running`` included), never one it found."""
         launcher = self.launcher
-        started_here = self.info is None and not launcher.attaching
         try:
-            if stop_on_close or started_here:
+            if stop_on_close or (not started and not launcher.attaching):
                 launcher.stop()
         except RJupyterError as exc:
             errors.append(exc)
@@ -163,3 +184,17 @@ class Session:
     def close(self) -> None:
         """Close the launcher's connections; idempotent."""
         self.launcher.close()
+
+    def release(self, hold: SigtermHold, *, stop_on_close: bool) -> None:
+        """Close everything, for a notebook that was collected unclosed: never raises (each
+        failure is logged), and releases the notebook's signal hold."""
+        errors: list[BaseException] = []
+        try:
+            self.stop_keeper(errors)
+            self.shut_tunnel(errors)
+            self.stop_server(errors, stop_on_close=stop_on_close)
+        finally:
+            self.close()
+            hold.release()
+        for error in errors:
+            logger.warning("closing the notebook on %s: %s", self.launcher.label, error)

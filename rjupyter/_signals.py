@@ -1,10 +1,12 @@
-"""SIGTERM while a notebook is open: unwind like Ctrl-C does, so the remote server is stopped.
+"""SIGTERM and SIGHUP while a notebook is open: unwind like Ctrl-C does, so the server is stopped.
 
-Python's default for SIGTERM kills the process without running ``finally`` blocks or ``__exit__``,
-which would leave the remote server to its abandon timeout. While at least one RemoteNotebook is
-open, and only if the program has not set a SIGTERM handler of its own, SIGTERM raises
-``SystemExit(143)`` in the main thread instead; the previous disposition comes back when the last
-notebook closes. Process-wide by nature, hence the module-level count.
+Python's default for SIGTERM and SIGHUP (a closed terminal) kills the process without running
+``finally`` blocks, ``__exit__`` or exit handlers, which would leave the remote server to its
+abandon timeout. While at least one notebook or tunnel is open, each of these signals that still
+has its default disposition (the program set no handler of its own, and did not ignore it, as
+``nohup`` does) raises ``SystemExit(128 + signal)`` in the main thread instead: 143 for SIGTERM,
+129 for SIGHUP, the statuses the default would have given. The previous disposition comes back
+when the last one closes. Process-wide by nature, hence the module-level count.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ import signal
 import threading
 from types import FrameType
 
-__all__ = ["SigtermHold", "hold_sigterm", "holders", "release_sigterm"]
+__all__ = ["SigtermHold", "held_signals", "holders"]
+
+#: The signals held: SIGTERM everywhere, SIGHUP where the platform has it.
+_SIGNALS = tuple(
+    sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None
+)
 
 _lock = threading.Lock()
 _holders = 0
-_installed = False
+_installed: list[signal.Signals] = []
 
 
 def _raise_exit(signum: int, frame: FrameType | None) -> None:
@@ -25,18 +32,19 @@ def _raise_exit(signum: int, frame: FrameType | None) -> None:
 
 
 class SigtermHold:
-    """One notebook's hold on SIGTERM: :meth:`release` gives back exactly this hold, once."""
+    """One open notebook's (or tunnel's) hold: :meth:`release` gives back exactly this hold,
+    once."""
 
     def __init__(self) -> None:
         self._held = True
-        hold_sigterm()
+        _hold()
 
     def release(self) -> None:
         """Give the hold back; idempotent (a second call releases nothing of anyone else's)."""
         with _lock:
             held, self._held = self._held, False
         if held:
-            release_sigterm()
+            _release()
 
 
 def holders() -> int:
@@ -44,26 +52,30 @@ def holders() -> int:
     return _holders
 
 
-def hold_sigterm() -> None:
-    """Count one open notebook; install the handler if SIGTERM still has its default."""
-    global _holders, _installed  # noqa: PLW0603 - one process, one signal disposition
+def held_signals() -> tuple[signal.Signals, ...]:
+    """The signals that raise SystemExit now."""
+    return tuple(_installed)
+
+
+def _hold() -> None:
+    global _holders  # noqa: PLW0603 - one process, one signal disposition
     with _lock:
         _holders += 1
-        if (
-            _holders == 1
-            and threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-        ):
-            signal.signal(signal.SIGTERM, _raise_exit)
-            _installed = True
+        if _holders != 1 or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in _SIGNALS:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                signal.signal(sig, _raise_exit)
+                _installed.append(sig)
 
 
-def release_sigterm() -> None:
-    """Count one notebook closed; restore the default when it was the last."""
-    global _holders, _installed  # noqa: PLW0603 - see hold_sigterm
+def _release() -> None:
+    global _holders  # noqa: PLW0603 - see _hold
     with _lock:
         _holders = max(0, _holders - 1)
-        if _holders == 0 and _installed and threading.current_thread() is threading.main_thread():
-            if signal.getsignal(signal.SIGTERM) is _raise_exit:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _installed = False
+        if _holders or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in _installed:
+            if signal.getsignal(sig) is _raise_exit:
+                signal.signal(sig, signal.SIG_DFL)
+        _installed.clear()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 
 from .._deadline import Deadline
-from .._errors import NotebookClosedError
+from .._errors import NotebookClosedError, RJupyterError
+from .._exits import Tracked, track
 from .._lifecycle import ClosingContext
+from .._signals import SigtermHold
 from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
 from .._ssh._keeper import ConnectionCallback, Keeper
 from .._ssh._options import (
@@ -92,9 +95,8 @@ class Tunnel(ClosingContext):
         )
         self._lock = threading.Lock()
         self._closed = False
-        self._slot: ConnectionSlot | None = None
-        self._forwarder: Forwarder | None = None
-        self._keeper: Keeper | None = None
+        self._parts: _Parts | None = None
+        self._tracked: Tracked | None = None
 
     def start(self) -> Tunnel:
         """Log in and start listening.
@@ -111,29 +113,31 @@ class Tunnel(ClosingContext):
         with self._lock:
             if self._closed:
                 raise NotebookClosedError("this Tunnel is closed; create a new one")
-            if self._slot is not None:
+            if self._parts is not None:
                 raise RuntimeError("this Tunnel was already started")
-            slot = self._slot = ConnectionSlot(self._connect(Deadline(self.timeout)))
+            parts = self._parts = _Parts(ConnectionSlot(self._connect(Deadline(self.timeout))))
         try:
-            forwarder = Forwarder(
+            self._tracked = track(self, parts.release, f"Tunnel to {self.host}")
+            slot = parts.slot
+            forwarder = parts.forwarder = Forwarder(
                 slot.current.transport,
                 (self.remote_host, self.remote_port),
                 local_port=self._asked_local_port,
             )
             forwarder.open()
-            self._forwarder = forwarder
             slot.on_swap(lambda connection: forwarder.use_transport(connection.transport))
-            self._keeper = Keeper(
+            parts.keeper = Keeper(
                 label=self.host,
                 slot=slot,
-                reconnect=self._connect,
+                # Nothing the threads hold refers to the Tunnel (so it can be collected).
+                reconnect=functools.partial(open_connection, self.host, self._options),
                 adopt=slot.swap,
                 heartbeat=None,
                 heartbeat_period=60.0,
                 reconnect_timeout=self._reconnect_timeout,
                 on_change=self._on_change,
             )
-            self._keeper.start()
+            parts.keeper.start()
         except BaseException:
             self.close()
             raise
@@ -184,17 +188,24 @@ class Tunnel(ClosingContext):
             if self._closed:
                 return
             self._closed = True
-        keeper = self._keeper
-        try:
-            if keeper is not None:
-                keeper.stop()
-            if self._forwarder is not None:
-                self._forwarder.shut()
-        finally:
-            if self._slot is not None:
-                self._slot.close()
-        if keeper is not None and keeper.error is not None:
-            raise keeper.error
+        if self._tracked is not None:
+            self._tracked.done()
+        if self._parts is not None:
+            error = self._parts.release()
+            if error is not None:
+                raise error
+
+    @property
+    def _slot(self) -> ConnectionSlot | None:
+        return self._parts.slot if self._parts is not None else None
+
+    @property
+    def _forwarder(self) -> Forwarder | None:
+        return self._parts.forwarder if self._parts is not None else None
+
+    @property
+    def _keeper(self) -> Keeper | None:
+        return self._parts.keeper if self._parts is not None else None
 
     def __enter__(self) -> Tunnel:
         return self.start()
@@ -206,3 +217,30 @@ class Tunnel(ClosingContext):
             f"<Tunnel 127.0.0.1:{port} -> {self.host}:{self.remote_host}:{self.remote_port} "
             f"state={state}>"
         )
+
+
+class _Parts:
+    """What a started tunnel holds: released by ``close()``, or when the Tunnel is collected
+    unclosed (so nothing here refers to the Tunnel itself)."""
+
+    def __init__(self, slot: ConnectionSlot) -> None:
+        self.slot = slot
+        self.forwarder: Forwarder | None = None
+        self.keeper: Keeper | None = None
+        self.hold = SigtermHold()
+
+    def release(self) -> RJupyterError | None:
+        """Stop watching and listening, log out, give the signal hold back; idempotent.
+
+        Returns:
+            The error the keeper gave up with, if it did.
+        """
+        try:
+            if self.keeper is not None:
+                self.keeper.stop()
+            if self.forwarder is not None:
+                self.forwarder.shut()
+        finally:
+            self.slot.close()
+            self.hold.release()
+        return self.keeper.error if self.keeper is not None else None

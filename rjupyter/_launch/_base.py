@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._deadline import Deadline
-from .._errors import RJupyterError
+from .._errors import LaunchError, RJupyterError
 from .._server._remote import RemoteServer
 from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
 from .._ssh._options import ConnectOptions
@@ -197,6 +197,11 @@ class Launcher(abc.ABC):
             SSHConnectError: The connection failed (the keeper reconnects).
             RJupyterError: The server is gone for good.
         """
+
+    def explain_end(self, error: LaunchError) -> RJupyterError:
+        """The error to report for a server seen to exit (a batch launcher names its job's
+        end instead, when that is why)."""
+        return error
 
     @property
     def wants_heartbeat(self) -> bool:

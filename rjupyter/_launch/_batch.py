@@ -10,9 +10,10 @@ notebook is told. Stopping cancels the job. Everything batch-system specific com
 from __future__ import annotations
 
 import logging
+import time
 
 from .._deadline import Deadline
-from .._errors import RJupyterError, SSHConnectError
+from .._errors import JobError, LaunchError, RJupyterError, SSHConnectError
 from .._server._remote import RemoteServer
 from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
 from ._base import Launcher, LaunchSpec
@@ -22,6 +23,9 @@ from ._scheduler import Scheduler
 __all__ = ["BatchLauncher"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a job may take to leave its active states after its Jupyter died (COMPLETING).
+_JOB_SETTLE = 10.0
 
 
 class BatchLauncher(Launcher):
@@ -102,6 +106,24 @@ class BatchLauncher(Launcher):
         assert self.job is not None
         self.job.check()
 
+    def explain_end(self, error: LaunchError) -> RJupyterError:
+        """When the server died because its job ended (cancelled, time limit, node failure),
+        say that: the job's end, as the heartbeat would have found it a little later."""
+        job = self.job
+        if job is None:
+            return error
+        deadline = Deadline(_JOB_SETTLE)
+        try:
+            while True:
+                job.check()  # raises JobError once the job has ended
+                if deadline.expired:
+                    return error
+                time.sleep(min(0.25, deadline.remaining()))
+        except JobError as ended:
+            return ended
+        except SSHConnectError:
+            return error
+
     def stop(self) -> None:
         job = self.job
         if job is None:
@@ -109,9 +131,10 @@ class BatchLauncher(Launcher):
         try:
             self._live(self.login)
         except SSHConnectError as exc:
+            which = job.job_id or job.name
             raise RJupyterError(
-                f"cannot cancel {self.system.name} job {job.job_id} on {self.label}: {exc}. "
-                f"Log in and run `{self.system.cancel_command(str(job.job_id))}`; it ends by "
+                f"cannot cancel {self.system.name} job {which} on {self.label}: {exc}. "
+                f"Log in and run `{self.system.cancel_command(which)}`; it ends by "
                 "itself at its time limit"
             ) from exc
         job.cancel()
@@ -126,7 +149,12 @@ class BatchLauncher(Launcher):
 
     def close(self) -> None:
         try:
-            super().close()
+            job, login = self.job, self.login
+            if job is not None and login is not None and login.current.is_active:
+                job.forget_if_ended()  # a kept job that ended: its output file goes too
+        except RJupyterError as exc:
+            logger.debug("could not remove the output of job %s: %s", self.job_id, exc)
         finally:
+            super().close()
             if self.login is not None:
                 self.login.close()

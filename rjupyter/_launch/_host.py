@@ -45,21 +45,22 @@ class HostLauncher(Launcher):
             self.app = record.app or "server"
             self.server = server_from_record(slot.current, record)
             return self.server
+        run_id = secrets.token_hex(8)  # names the launch before it printed anything
         server = self.server = RemoteServer(
-            slot, host=self.label, options=self.spec.environment.described()
+            slot, host=self.label, options=self.spec.environment.described(), run_id=run_id
         )
-        info = server.start(self._script(), deadline)
+        info = server.start(self._script(run_id), deadline)
         logger.debug("remote server pid %s listens on port %s", info.pid, info.port)
         server.wait_listening(deadline)
         return server
 
-    def _script(self) -> str:
+    def _script(self, run_id: str) -> str:
         spec = self.spec
         return build_script(
             app=spec.app,
             port=spec.pick_port(),
             **spec.environment.script_args(),
-            run_id=secrets.token_hex(8),
+            run_id=run_id,
             abandon=spec.abandon_timeout or 0,
             keep=spec.keep_running,
         )

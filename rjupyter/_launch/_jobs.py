@@ -9,6 +9,7 @@ token from the job's output file in the shared home, read by the same poll.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
@@ -24,6 +25,8 @@ __all__ = ["BatchJob"]
 logger = logging.getLogger(__name__)
 
 _TAIL_LINES = 40
+#: Seconds a submit cut short may still take to register its job (looked for by name).
+_SUBMIT_SETTLE = 3.0
 
 
 class BatchJob:
@@ -55,20 +58,30 @@ class BatchJob:
         self._parser = StartupParser()
         self._tail = ""
         self._token = ""
+        #: The job's name, chosen here: what finds it when its id never arrived.
+        self.name = "" if job_id is not None else f"rjupyter-{secrets.token_hex(6)}"
+        self._submitting = False
 
     def submit(self, batch_script: str) -> str:
         """Submit ``batch_script`` with the system's options; return the job id.
+
+        The job is named by the client first, so that a submit cut short (Ctrl-C during the
+        round trip) or misreported (a site wrapper's output, a non-zero exit after submitting)
+        is still found and cancelled by :meth:`cancel`.
 
         Raises:
             JobError: The batch system refused the job (bad partition, account, QOS ...).
             SSHConnectError: The connection failed.
         """
         system = self._system
-        script = system.submit_script(batch_script)
+        script = system.submit_script(batch_script, self.name)
+        self._submitting = True
         status, output = self._slot.current.run(script, system.submit_args())
+        self._submitting = False
         job_id = system.parse_submitted(output)
         if status != 0 or job_id is None:
             message = output.strip() or f"exit status {status}"
+            self.job_id = job_id
             raise JobError(
                 f"{system.submit_command} on {self._host} refused the job: {message}. "
                 f"{system.refusal_hint()}",
@@ -80,6 +93,16 @@ class BatchJob:
         self.job_id = job_id
         logger.info("submitted %s job %s on %s", system.name, job_id, self._host)
         return job_id
+
+    def _find_by_name(self) -> str | None:
+        """The id of our job, found by its name (a submit that did not tell us its id)."""
+        deadline = Deadline(_SUBMIT_SETTLE if self._submitting else 0.0)
+        while True:
+            _, output = self._slot.current.run(self._system.named_script, [self.name])
+            ids = [word for word in output.split() if word.isdigit()]
+            if ids or deadline.expired:
+                return ids[0] if ids else None
+            time.sleep(min(0.25, deadline.remaining()))
 
     def look(self) -> JobStatus:
         """Ask the batch system about the job and read its output so far.
@@ -98,6 +121,22 @@ class BatchJob:
         self._token = info.token if info is not None else self._token
         self._tail = "\n".join(job_output.splitlines()[-_TAIL_LINES:])
         return self.status
+
+    def forget_if_ended(self) -> None:
+        """Remove the output file of a job last seen ended (it ran out of time, or was
+        cancelled from outside); nothing for a job that runs on.
+
+        Raises:
+            SSHConnectError: The connection failed.
+        """
+        if self.status is not None and not self.status.active:
+            self._remove_output()
+
+    def _remove_output(self) -> None:
+        """The ended job's output file (it held the token) goes with it."""
+        output = self.status.output_file if self.status is not None else ""
+        if output:
+            self._slot.current.run('rm -f -- "$1"\n', [output])
 
     def output_tail(self) -> str:
         """The last lines of the job's output, tokens redacted."""
@@ -177,19 +216,23 @@ class BatchJob:
             RJupyterError: The job did not end within ``timeout`` (or the connection failed);
                 the message says how to cancel it by hand.
         """
-        if self.job_id is None:
-            return
         deadline = Deadline(timeout)
         try:
+            if self.job_id is None and self.name:
+                self.job_id = self._find_by_name()
+            if self.job_id is None:
+                return
             self._slot.current.run(self._system.cancel_script, [self.job_id])
             while self.look().active:
                 if deadline.expired:
                     raise RJupyterError(f"still {self.status.state if self.status else '?'}")
                 time.sleep(min(0.25, deadline.remaining()))
+            self._remove_output()
         except RJupyterError as exc:
+            job = self.job_id or self.name
             raise RJupyterError(
-                f"cannot cancel {self._system.name} job {self.job_id} on {self._host}: {exc}. "
-                f"Log in there and run `{self._system.cancel_command(self.job_id)}`"
+                f"cannot cancel {self._system.name} job {job} on {self._host}: {exc}. "
+                f"Log in there and run `{self._system.cancel_command(job)}`"
             ) from exc
         logger.info(
             "%s job %s on %s ended: %s", self._system.name, self.job_id, self._host, self.status

@@ -76,6 +76,7 @@ class Scheduler(abc.ABC):
         poll_script: Args: job id. Prints the state line(s), :data:`OUTPUT_MARKER`, then the
             tail of the job's output file.
         cancel_script: Args: job id. Cancels the job (one already ended is fine).
+        named_script: Args: job name. Prints the ids of the user's jobs of that name.
         ended_reasons: For a final state, what happened, in words.
     """
 
@@ -85,6 +86,7 @@ class Scheduler(abc.ABC):
     queue_timeout: float | None
     poll_script: str
     cancel_script: str
+    named_script: str
     ended_reasons: Mapping[str, str]
 
     @abc.abstractmethod
@@ -102,8 +104,9 @@ class Scheduler(abc.ABC):
         """The job script: enter the environment, run Jupyter on the node's loopback, wait."""
 
     @abc.abstractmethod
-    def submit_script(self, batch_script: str) -> str:
-        """The login-node script that submits ``batch_script`` with :meth:`submit_args`."""
+    def submit_script(self, batch_script: str, name: str) -> str:
+        """The login-node script that submits ``batch_script`` with :meth:`submit_args`, as a
+        job named ``name`` (so that a submit cut short can be found and cancelled)."""
 
     @abc.abstractmethod
     def submit_args(self) -> list[str]:

@@ -15,13 +15,14 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .._server._scripts import STATE_DIR, environment_lines, server_command
+from .._server._scripts import STATE_DIR, environment_lines, preamble_lines, server_command
 from .._server._startup import EXIT_MARKER, PID_MARKER
 from ._scheduler import OUTPUT_MARKER, JobStatus, Scheduler
 
 __all__ = [
     "ACTIVE_STATES",
     "CANCEL_SCRIPT",
+    "NAMED_SCRIPT",
     "POLL_SCRIPT",
     "Slurm",
     "batch_script",
@@ -37,6 +38,9 @@ _FIELD = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z:/]*)=(\S*)")
 _TIME = re.compile(r"(\d+-)?\d{1,2}(:\d{2}){0,2}|\d+|UNLIMITED|INFINITE")
 
 
+#: ``sbatch --parsable`` prints ``id`` or ``id;cluster`` on a line of its own.
+_PARSABLE = re.compile(r"^(\d+)(?:;\S+)?$", re.M)
+_NAME = re.compile(r"[A-Za-z0-9-]+")
 _POSITION = re.compile(r"^RJ-QUEUE-POSITION (\d+)$", re.M)
 
 #: Args: job id. Prints the job's ``scontrol`` line, its place among the pending jobs (in
@@ -51,6 +55,12 @@ esac
 printf '%s\\n' {OUTPUT_MARKER}
 out=$(printf '%s\\n' "$line" | sed -n 's/.* StdOut=\\([^ ]*\\).*/\\1/p')
 [ -n "$out" ] && [ -r "$out" ] && tail -c 65536 -- "$out"
+exit 0
+"""
+
+#: Args: job name. Prints the ids of the user's jobs of that name, one a line.
+NAMED_SCRIPT = """\
+squeue -h -u "$(id -un)" -n "$1" -o %i 2>/dev/null
 exit 0
 """
 
@@ -175,21 +185,24 @@ class Slurm(Scheduler):
             jupyter=jupyter,
         )
 
-    def submit_script(self, batch_script: str) -> str:
-        return submit_script(batch_script)
+    named_script = NAMED_SCRIPT
+
+    def submit_script(self, batch_script: str, name: str) -> str:
+        return submit_script(batch_script, name)
 
     def submit_args(self) -> list[str]:
         return self.sbatch_args()
 
     def parse_submitted(self, output: str) -> str | None:
-        job_id = output.strip().splitlines()[-1].split(";")[0] if output.strip() else ""
-        return job_id if job_id.isdigit() else None
+        # The --parsable line, wherever it is: a site's wrapper may print before or after it.
+        found = _PARSABLE.search(output)
+        return found.group(1) if found else None
 
     def parse_status(self, job_id: str, text: str) -> JobStatus:
         return parse_job(job_id, text)
 
     def cancel_command(self, job_id: str) -> str:
-        return f"scancel {job_id}"
+        return f"scancel {job_id}" if job_id.isdigit() else f"scancel --name={job_id}"
 
     def refusal_hint(self) -> str:
         return (
@@ -221,15 +234,22 @@ def parse_job(job_id: str, text: str) -> JobStatus:
 
 #: Submits the batch script (on stdin, after the first line) with the arguments given; prints
 #: the job id. ``umask 077`` first: Slurm creates the output file with the submitting umask.
-def submit_script(job: str) -> str:
-    """The login-node script that submits ``job`` with ``sbatch --parsable "$@"``."""
+def submit_script(job: str, name: str = "rjupyter") -> str:
+    """The login-node script that submits ``job`` with ``sbatch --parsable "$@"``, named
+    ``name`` (letters, digits and ``-``: found again by it if the submit is cut short).
+
+    Raises:
+        ValueError: ``name`` has other characters.
+    """
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"a job name of letters, digits and '-' only; got {name!r}")
     end = f"RJUPYTER_JOB_{secrets.token_hex(8)}"
     return "\n".join(
         [
             "umask 077",
             f"rj_state={STATE_DIR}",
             'mkdir -p "$rj_state" || exit 96',
-            'sbatch --parsable --job-name=rjupyter --output="$rj_state/slurm-%j.log" "$@" '
+            f'sbatch --parsable --job-name={name} --output="$rj_state/slurm-%j.log" "$@" '
             f"<<'{end}'",
             job.rstrip("\n"),
             end,
@@ -258,6 +278,7 @@ def batch_script(
     """
     lines = [
         "#!/bin/sh",
+        *preamble_lines(),
         *environment_lines(
             workdir=workdir, venv=venv, conda_env=conda_env, setup=setup, jupyter=jupyter
         ),

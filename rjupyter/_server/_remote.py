@@ -11,13 +11,14 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Callable
 
 import paramiko
 
 from .._deadline import Deadline
-from .._errors import LaunchError, LaunchTimeout, RJupyterError, SSHConnectError
+from .._errors import HeartbeatError, LaunchError, LaunchTimeout, RJupyterError, SSHConnectError
 from .._ssh._connection import ConnectionSlot
-from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, heartbeat_script
+from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, WATCH_SCRIPT, heartbeat_script
 from ._startup import STOPPED_MARKER, ServerInfo, StartupParser, redact
 
 __all__ = ["RemoteServer", "failure_reason"]
@@ -78,8 +79,12 @@ class RemoteServer:
         options: dict[str, str] | None = None,
         info: ServerInfo | None = None,
         runtime_file: str | None = None,
+        run_id: str | None = None,
     ) -> None:
         self._slot = slot
+        self._run_id = run_id
+        self._on_end: Callable[[LaunchError], None] | None = None
+        self._end_told = threading.Event()
         self._host = host
         self._options = options or {}
         self._parser = StartupParser()
@@ -135,16 +140,7 @@ class RemoteServer:
             LaunchError: The script refused to go on, or Jupyter exited early.
             LaunchTimeout: Nothing usable was printed before the deadline.
         """
-        channel = self._slot.current.open_session(timeout=deadline.remaining(0.1))
-        self._channel = channel
-        channel.set_combine_stderr(True)
-        channel.exec_command("exec /bin/sh -s")
-        channel.sendall(script.encode())
-        channel.shutdown_write()
-        self._reader = threading.Thread(
-            target=self._read, name=f"rjupyter-output-{self._host}", daemon=True
-        )
-        self._reader.start()
+        self._follow(self._slot.current.stream(script, timeout=deadline.remaining(0.1)))
         self._found.wait(deadline.remaining())
         if self.info is not None:
             return self.info
@@ -157,9 +153,15 @@ class RemoteServer:
             output_tail=self.output_tail(),
         )
 
-    def _read(self) -> None:
-        channel = self._channel
-        assert channel is not None
+    def _follow(self, channel: paramiko.Channel) -> None:
+        """Read ``channel``'s output in a thread of its own, until it ends."""
+        self._channel = channel
+        self._reader = threading.Thread(
+            target=self._read, args=(channel,), name=f"rjupyter-output-{self._host}", daemon=True
+        )
+        self._reader.start()
+
+    def _read(self, channel: paramiko.Channel) -> None:
         pending = b""
         try:
             while data := channel.recv(32768):
@@ -186,6 +188,53 @@ class RemoteServer:
         if logger.isEnabledFor(logging.DEBUG):
             secret = self.info.token if self.info else ""
             logger.debug("[%s] %s", self._host, redact(line, secret))
+        if self.info is not None and self._parser.exit_status is not None:
+            self._tell_end()
+
+    def on_end(self, callback: Callable[[LaunchError], None]) -> None:
+        """Call ``callback(error)`` once, when the running server is seen to exit (at once if it
+        already has); :meth:`watch` makes sure it is followed."""
+        self._on_end = callback
+        if self.info is not None and self._parser.exit_status is not None:
+            self._tell_end()
+
+    def _tell_end(self) -> None:
+        callback = self._on_end
+        if callback is None or self._end_told.is_set():
+            return
+        self._end_told.set()
+        error = self.ended_error()
+        logger.warning("%s", error)
+        try:
+            callback(error)
+        except Exception:
+            logger.exception("the server-end callback failed")
+
+    def ended_error(self) -> LaunchError:
+        """The error that says the server exited after it started, with its status and output."""
+        status_text = self._parser.exit_status or ""
+        status = int(status_text) if status_text.isdigit() else None
+        how = f"exit status {status}" if status is not None else "killed, or its status unknown"
+        return LaunchError(
+            f"the Jupyter server (pid {self.pid}) on {self._host} exited ({how}); its kernels "
+            "are gone and the tunnel no longer forwards. Start a new RemoteNotebook",
+            host=self._host,
+            exit_status=status,
+            output_tail=self.output_tail(),
+        )
+
+    def watch(self) -> None:
+        """Follow the running server over the current connection (after a reconnect, or for a
+        server found running), so that its end is seen within a second or two.
+
+        Raises:
+            SSHConnectError: The connection failed.
+        """
+        channel = self._channel
+        if self.info is None or (channel is not None and not channel.closed):
+            return
+        args = [self.run_dir or "", str(self.pid or "")]
+        self._follow(self._slot.current.stream(WATCH_SCRIPT, args, timeout=15.0))
 
     def _early_exit_error(self) -> LaunchError:
         reason, status = failure_reason(self._parser, self._options)
@@ -225,9 +274,18 @@ class RemoteServer:
 
         Raises:
             SSHConnectError: The connection failed.
+            HeartbeatError: The heartbeat could not be written (run dir removed, no space).
         """
-        if self.run_dir is not None:
-            self._slot.current.run(heartbeat_script(self.run_dir))
+        if self.run_dir is None:
+            return
+        status, output = self._slot.current.run(heartbeat_script(self.run_dir))
+        if status != 0:
+            raise HeartbeatError(
+                f"cannot write the heartbeat into {self.run_dir} on {self._host} "
+                f"({output.strip() or f'exit status {status}'}); without it the server stops "
+                "itself after the abandon timeout. Check that the directory exists and the "
+                "disk or quota has room"
+            )
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop exactly this server (and a setup line still running) and wait until it is gone.
@@ -249,9 +307,10 @@ class RemoteServer:
             str(self.pid or ""),
             str(int(grace)),
             self.runtime_file or "",
+            self._run_id or "",
         ]
         try:
-            if any(args[:3]):
+            if any(args[:3]) or self._run_id:
                 status, output = self._slot.current.run(STOP_SCRIPT, args, timeout=grace + 20.0)
                 if status != 0 or STOPPED_MARKER not in output:
                     raise RJupyterError(

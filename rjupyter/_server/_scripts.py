@@ -33,12 +33,15 @@ __all__ = [
     "LISTEN_SCRIPT",
     "STATE_DIR",
     "STOP_SCRIPT",
+    "WATCH_SCRIPT",
     "abandon_step",
     "build_script",
     "environment_lines",
     "heartbeat_script",
+    "preamble_lines",
     "remote_path",
     "server_command",
+    "whole",
 ]
 
 APPS = ("notebook", "lab", "server")
@@ -58,7 +61,10 @@ if [ "$abandon" -gt 0 ]; then
       sleep "$step"
       if [ -e "$run/heartbeat" ]; then rm -f "$run/heartbeat"; idle=0
       else idle=$((idle + step)); fi
-      if [ "$idle" -ge "$abandon" ]; then : > "$run/abandoned"; kill -TERM "$pid"; break; fi
+      if [ "$idle" -ge "$abandon" ]; then
+        ( : > "$run/abandoned" ) 2>/dev/null  # the run dir may be gone: the kill must not be
+        kill -TERM "$pid"; break
+      fi
     done ) &
 fi
 wait "$pid"
@@ -67,17 +73,34 @@ echo "$?" > "$run/status"
 """
 
 #: Stops one server. Args: launching shell PID, run dir, server PID, grace seconds, runtime
-#: file; any may be empty. SIGTERM first (Jupyter then shuts its kernels down), SIGKILL after
-#: the grace period, then any kernel it left, the supervisor and its watchdog; then removes the
-#: run dir, and the runtime file if the server could not remove it itself.
+#: file, run id; any may be empty. The launching shell's process group goes first (a setup line
+#: still running, or a launch cut short before it printed anything: found by its run id), then
+#: the server: SIGTERM first (Jupyter then shuts its kernels down), SIGKILL after the grace
+#: period, then any kernel it left, the supervisor and its watchdog; then the run dir goes, and
+#: the runtime file if the server could not remove it itself. A run id whose launch has not yet
+#: made its run dir gets a `cancelled` one: the launch stands down when it gets there.
 STOP_SCRIPT = f"""\
-shell=$1 run=$2 pid=$3 grace=$4 runtime=$5
+shell=$1 run=$2 pid=$3 grace=$4 runtime=$5 id=$6
 alive() {{ kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }}
 nap() {{ sleep 0.1 2>/dev/null || sleep 1; }}
 wait_gone() {{ n=0; while alive "$1" && [ "$n" -lt "$2" ]; do nap; n=$((n + 1)); done; }}
+if [ -z "$run" ] && [ -n "$id" ]; then
+  state={STATE_DIR}; run="$state/$id"
+  if (umask 077 && mkdir -p "$state" && mkdir "$run") 2>/dev/null; then
+    : > "$run/cancelled"
+    n=0; while [ -e "$run" ] && [ "$n" -lt 20 ]; do nap; n=$((n + 1)); done
+    rm -rf -- "$run"
+    printf '%s\\n' {STOPPED_MARKER}
+    exit 0
+  fi
+  [ -z "$shell" ] && [ -s "$run/shell" ] && shell=$(cat "$run/shell")
+fi
+if [ -n "$shell" ] && alive "$shell"; then
+  kill -TERM "-$shell" 2>/dev/null || kill -TERM "$shell" 2>/dev/null
+  wait_gone "$shell" 50
+fi
 [ -n "$run" ] && [ -z "$pid" ] && [ -s "$run/pid" ] && pid=$(cat "$run/pid")
 sup=; [ -n "$run" ] && [ -s "$run/sup" ] && sup=$(cat "$run/sup")
-[ -n "$shell" ] && kill -TERM "-$shell" 2>/dev/null
 if [ -n "$pid" ] && {{ [ -z "$run" ] || [ ! -e "$run/status" ]; }} && alive "$pid"; then
   kids=$(ps -o pid= --ppid "$pid" 2>/dev/null)
   kill -TERM "$pid" 2>/dev/null
@@ -94,6 +117,23 @@ fi
 [ -n "$run" ] && rm -rf -- "$run"
 if [ -n "$pid" ] && alive "$pid"; then exit 1; fi
 printf '%s\\n' {STOPPED_MARKER}
+"""
+
+#: Follows a running server until it ends, then prints its exit status. Args: run dir, server
+#: PID (either may be empty). With a run dir, the supervisor's end is the server's end and the
+#: status is the one it recorded; else the PID is watched.
+WATCH_SCRIPT = f"""\
+run=$1 pid=$2
+nap() {{ sleep 0.5 2>/dev/null || sleep 1; }}
+watched=$pid
+[ -n "$run" ] && [ -s "$run/sup" ] && watched=$(cat "$run/sup")
+[ -n "$watched" ] || exit 0
+while kill -0 "$watched" 2>/dev/null && ! grep -q ') Z ' "/proc/$watched/stat" 2>/dev/null; do
+  nap
+done
+status=; [ -n "$run" ] && status=$(cat "$run/status" 2>/dev/null)
+[ -n "$run" ] && [ -r "$run/log" ] && tail -n 20 -- "$run/log"
+printf '%s %s\\n' {EXIT_MARKER} "$status" >&2
 """
 
 #: Lists the user's servers: rjupyter's run dirs and Jupyter runtime files, with the state and
@@ -190,19 +230,27 @@ def build_script(
     """
     if not run_id.isalnum():
         raise ValueError(f"run_id must be alphanumeric; got {run_id!r}")
-    lines = environment_lines(
-        workdir=workdir, venv=venv, conda_env=conda_env, setup=setup, jupyter=jupyter
-    )
     server = server_command(app, jupyter, port)
     abandon_seconds = 0 if keep else int(abandon)
-    lines += [
-        f"rj_run={STATE_DIR}/{run_id}",
-        '(umask 077 && mkdir -p "$rj_run") || rj_fail rundir',
+    lines = [
+        *preamble_lines(),
+        # The run dir comes first, named by the client's run id, so that a launch cut short
+        # before it printed anything can still be found and stopped (STOP_SCRIPT's run id).
+        f"rj_state={STATE_DIR}",
+        f'rj_run="$rj_state/{run_id}"',
+        'if ! (umask 077 && mkdir -p "$rj_state" && mkdir "$rj_run"); then',
+        '  [ -e "$rj_run/cancelled" ] && { rm -rf -- "$rj_run"; exit 98; }',
+        "  rj_run=; rj_fail rundir",
+        "fi",
+        'echo "$$" > "$rj_run/shell"',
+        f"printf '%s %s\\n' {RUN_MARKER} \"$rj_run\" >&2",
+        *environment_lines(
+            workdir=workdir, venv=venv, conda_env=conda_env, setup=setup, jupyter=jupyter
+        ),
         ': > "$rj_run/heartbeat"',
         # The log exists before anyone follows it: `tail -f` gives up on a missing file.
         ': > "$rj_run/log"',
         *([': > "$rj_run/keep"'] if keep else []),
-        f"printf '%s %s\\n' {RUN_MARKER} \"$rj_run\" >&2",
         "rj_setsid=; command -v setsid >/dev/null 2>&1 && rj_setsid=setsid",
         f"$rj_setsid /bin/sh -c {shlex.quote(_SUPERVISOR)} rjupyter-supervisor "
         f'"$rj_run" {abandon_seconds} {abandon_step(abandon)} {server} '
@@ -223,7 +271,14 @@ def build_script(
         "fi",
         f'printf \'%s %s\\n\' {EXIT_MARKER} "$(cat "$rj_run/status" 2>/dev/null)" >&2',
     ]
-    return "\n".join(lines) + "\n"
+    return whole(lines)
+
+
+def whole(lines: Sequence[str]) -> str:
+    """The script as one function called on its last line: ``/bin/sh -s`` runs nothing of it
+    unless all of it arrived, and no command in it reads the rest of the script from stdin."""
+    body = "".join(f"{line}\n" for line in lines)
+    return f"rj_main() {{\n{body}}}\nrj_main\n"
 
 
 def server_command(app: str, jupyter: str, port: int) -> str:
@@ -238,6 +293,16 @@ def server_command(app: str, jupyter: str, port: int) -> str:
     return f"{command} {app} --no-browser --ip=127.0.0.1 --port={int(port)} --port-retries=50"
 
 
+def preamble_lines() -> list[str]:
+    """The first lines of every launch: ``rj_fail`` (print a reason code, remove the run dir if
+    there is one yet, exit 97) and the shell's PID (its group runs the setup lines)."""
+    return [
+        f"rj_fail() {{ printf '%s %s\\n' {ERROR_MARKER} \"$1\" >&2; "
+        '[ -n "${rj_run:-}" ] && rm -rf -- "$rj_run"; exit 97; }',
+        f"printf '%s %s\\n' {SHELL_MARKER} \"$$\" >&2",
+    ]
+
+
 def environment_lines(
     *,
     workdir: str | None,
@@ -246,14 +311,9 @@ def environment_lines(
     setup: Sequence[str],
     jupyter: str,
 ) -> list[str]:
-    """Shell lines that enter the environment and check that ``jupyter`` is there.
-
-    They print the shell's PID, and on failure a reason code (``rj_fail``) and exit 97.
-    """
-    lines = [
-        f"rj_fail() {{ printf '%s %s\\n' {ERROR_MARKER} \"$1\" >&2; exit 97; }}",
-        f"printf '%s %s\\n' {SHELL_MARKER} \"$$\" >&2",
-    ]
+    """Shell lines that enter the environment and check that ``jupyter`` is there; they
+    follow :func:`preamble_lines` (which defines ``rj_fail``)."""
+    lines: list[str] = []
     if workdir is not None:
         lines.append(f"cd -- {remote_path(workdir)} || rj_fail workdir")
     if venv is not None:

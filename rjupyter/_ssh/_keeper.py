@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from .._deadline import Deadline
-from .._errors import RJupyterError, SSHConnectError
+from .._errors import HeartbeatError, RJupyterError, SSHConnectError
 from ._connection import ConnectionSlot, SSHConnection
 
 __all__ = [
@@ -24,6 +24,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds stop() waits for the thread (one reconnect attempt is at most 20 s).
+_STOP_JOIN = 30.0
 
 #: ``on_connection_change(connected)``: called with False when the link drops, True when back.
 ConnectionCallback = Callable[[bool], None]
@@ -73,6 +76,8 @@ class Keeper:
         self._backoff = backoff
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._adopting = threading.Lock()  # an adopt and stop() never overlap
+        self._beat_failing = False
         self.connected = True
         self.error: RJupyterError | None = None
         self.reconnects = 0
@@ -84,10 +89,21 @@ class Keeper:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop watching and wait for the thread; idempotent."""
-        self._stop.set()
+        """Stop watching and wait for the thread; idempotent.
+
+        A reconnect in flight is not adopted once this returns: the new connection is closed.
+        """
+        with self._adopting:
+            self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(30.0)
+            self._thread.join(_STOP_JOIN)
+
+    def fail(self, error: RJupyterError) -> None:
+        """The session is gone for good (e.g. its server exited): keep ``error`` for the next use,
+        tell ``on_change``, stop watching. The first error wins."""
+        self._give_up(error)
+        self._stop.set()
+        self._set_connected(False)
 
     def _run(self) -> None:
         next_beat = time.monotonic() + self._heartbeat_period
@@ -98,14 +114,32 @@ class Keeper:
                 next_beat = time.monotonic() + self._heartbeat_period
             elif self._heartbeat is not None and time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self._heartbeat_period
-                try:
-                    self._heartbeat(self._slot.current)
-                except SSHConnectError as exc:
-                    logger.info("heartbeat to %s failed (%s); reconnecting", self._label, exc)
-                    self._slot.current.close()
-                except RJupyterError as exc:  # the server is gone for good (e.g. its job ended)
-                    self._give_up(exc)
+                if not self._beat():
                     return
+
+    def _beat(self) -> bool:
+        """One heartbeat; False when the session is gone for good."""
+        assert self._heartbeat is not None
+        try:
+            self._heartbeat(self._slot.current)
+        except SSHConnectError as exc:
+            logger.info("heartbeat to %s failed (%s); reconnecting", self._label, exc)
+            self._slot.current.close()
+        except HeartbeatError as exc:
+            if not self._beat_failing:
+                self._beat_failing = True
+                logger.warning("%s; retrying", exc)
+                self._set_connected(False)
+        except RJupyterError as exc:  # the server is gone for good (e.g. its job ended)
+            self._give_up(exc)
+            self._set_connected(False)
+            return False
+        else:
+            if self._beat_failing:
+                self._beat_failing = False
+                logger.warning("heartbeats to %s work again", self._label)
+                self._set_connected(True)
+        return True
 
     @staticmethod
     def _is_up(connection: SSHConnection) -> bool:
@@ -127,12 +161,17 @@ class Keeper:
                 self._stop.wait(min(pause, deadline.remaining()))
                 pause = min(pause * 2, longest)
                 continue
-            try:
-                self._adopt(connection)
-            except RJupyterError as exc:
-                connection.close()
-                self._give_up(exc)
-                return False
+            with self._adopting:
+                if self._stop.is_set():  # stopped meanwhile: the session is closing
+                    connection.close()
+                    return False
+                try:
+                    self._adopt(connection)
+                except RJupyterError as exc:
+                    connection.close()
+                    self._give_up(exc)
+                    return False
+            self._beat_failing = False
             self.reconnects += 1
             logger.warning("reconnected to %s", self._label)
             self._set_connected(True)
@@ -150,8 +189,11 @@ class Keeper:
         return False
 
     def _give_up(self, error: RJupyterError) -> None:
+        with self._lock:
+            if self.error is not None:
+                return
+            self.error = error
         logger.error("giving up on %s: %s", self._label, error)
-        self.error = error
 
     def _set_connected(self, connected: bool) -> None:
         with self._lock:
