@@ -50,7 +50,16 @@ class Layer:
 LAYERS = (
     Layer(
         "leaves",
-        ("_errors", "_results", "_deadline", "_lifecycle", "_signals", "_types", "_options"),
+        (
+            "_errors",
+            "_results",
+            "_deadline",
+            "_lifecycle",
+            "_signals",
+            "_exits",
+            "_types",
+            "_options",
+        ),
     ),
     Layer("paramiko internals", ("_paramiko",)),
     Layer("SSH", ("_ssh",)),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -109,3 +113,34 @@ def test_run_notebook_example(lab: Lab, remote: LabHost, tmp_path: Path) -> None
     assert executed.cells[3].outputs[0].text == "squares [0, 3, 12, 27, 48, 75]\n"
     assert "image/png" in executed.cells[4].outputs[0].data
     assert executed.cells[5].outputs[0].data["text/plain"] == "165"
+
+
+def test_repl_style_example_leaves_nothing(lab: Lab, remote: LabHost) -> None:
+    result = run_example(
+        "repl_style.py", remote.name, "-F", str(lab.ssh_config), "--venv", lab.jupyter_venv
+    )
+    assert result.returncode == 0, result.stderr
+    assert "notebook ready: http://127.0.0.1:" in result.stdout
+    assert "42" in result.stdout
+    assert wait_for(lambda: remote.user_processes() == [], 5), remote.user_processes()
+    assert not list((lab.home / ".local/state/rjupyter").glob("*"))
+
+
+def test_repl_style_example_notices_a_dead_server(lab: Lab, remote: LabHost) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
+    argv = [sys.executable, str(EXAMPLES / "repl_style.py"), remote.name, "--watch"]
+    argv += ["-F", str(lab.ssh_config), "--venv", lab.jupyter_venv]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        assert process.stdout is not None
+        ready = process.stdout.readline()
+        assert "notebook ready" in ready, process.communicate()[1]
+        pid = int(ready.rsplit("pid ", 1)[1].rstrip(")\n"))
+        assert process.stdout.readline().strip() == "42"  # it ran code; now it watches
+        os.kill(pid, signal.SIGKILL)  # the server dies under the open notebook
+        out, err = process.communicate(timeout=60)
+    assert "connected: False" in out
+    assert process.returncode == 1
+    assert "exited" in err
+    assert wait_for(lambda: remote.user_processes() == [], 5), remote.user_processes()

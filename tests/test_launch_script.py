@@ -6,6 +6,7 @@ These prove the quoting: user strings reach the shell as data, `~` means the hom
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -39,10 +40,10 @@ def make_venv(root: Path) -> Path:
     return venv
 
 
-def run(script: str, home: Path) -> subprocess.CompletedProcess[str]:
+def run(script: str, home: Path, shell: str = "/bin/sh") -> subprocess.CompletedProcess[str]:
     env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
     return subprocess.run(
-        ["/bin/sh", "-s"],
+        [shell, "-s"],
         input=script,
         capture_output=True,
         text=True,
@@ -62,6 +63,7 @@ def script(**options: object) -> str:
         "conda_env": None,
         "setup": (),
         "jupyter": "jupyter",
+        "run_id": secrets.token_hex(8),  # each launch names its own run dir, as the client does
     }
     defaults.update(options)
     return build_script(**defaults)  # type: ignore[arg-type]
@@ -174,3 +176,32 @@ def test_server_runs_under_a_supervisor_with_a_private_run_dir(tmp_path: Path) -
     assert (run_dir.stat().st_mode & 0o777) == 0o700
     assert (run_dir / "status").read_text().strip() == "0"
     assert (run_dir / "log").exists()
+
+
+#: dash (Debian's /bin/sh) reads a script in blocks; bash (RHEL's /bin/sh) a byte at a time.
+SHELLS = ["/bin/dash", "/bin/bash"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_setup_lines_that_read_stdin_do_not_eat_the_script(tmp_path: Path, shell: str) -> None:
+    make_venv(tmp_path)
+    setup = ['cat > "$HOME/seen"', "read line || true", "head -c 10 >/dev/null"]
+    result = run(script(venv=str(tmp_path / "venv"), setup=setup), tmp_path, shell)
+    assert "ARG=--no-browser" in result.stdout, result.stderr  # the launch went on to Jupyter
+    assert (tmp_path / "seen").read_text() == ""
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_script_cut_short_runs_nothing(tmp_path: Path, shell: str) -> None:
+    # The client was interrupted while sending: what arrived is one unfinished function.
+    whole = script(setup=['touch "$HOME/ran"'])
+    for cut in (whole.rsplit("rj_main", 1)[0], whole[: len(whole) // 2]):
+        run(cut, tmp_path, shell)
+        assert not (tmp_path / "ran").exists()
+        assert not (tmp_path / ".local/state/rjupyter").exists()
+
+
+def test_the_run_dir_is_named_by_the_client_and_removed_on_failure(tmp_path: Path) -> None:
+    result = run(script(run_id="c0ffee", setup=["false"]), tmp_path)
+    assert "RJUPYTER-ERROR setup:1" in result.stderr
+    assert not (tmp_path / ".local/state/rjupyter/c0ffee").exists()

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from helpers import wait_for
 
 from rjupyter import (
     LaunchError,
@@ -57,8 +58,10 @@ class FakeSession(Session):
     def shut_tunnel(self, errors: list[BaseException]) -> None:
         self._step("shut_tunnel", errors)
 
-    def stop_server(self, errors: list[BaseException], *, stop_on_close: bool) -> None:
-        self._step(f"stop_server(stop_on_close={stop_on_close})", errors)
+    def stop_server(
+        self, errors: list[BaseException], *, stop_on_close: bool, started: bool = True
+    ) -> None:
+        self._step(f"stop_server(stop_on_close={stop_on_close}, started={started})", errors)
 
     def close(self) -> None:
         self.calls.append("close")
@@ -91,7 +94,7 @@ def test_close_runs_each_step_in_order(calls: list[str]) -> None:
         "stop_keeper",
         "kernels(keep=False)",
         "shut_tunnel",
-        "stop_server(stop_on_close=True)",
+        "stop_server(stop_on_close=True, started=True)",
         "close",
     ]
     assert nb.close() is None  # idempotent: nothing runs twice
@@ -101,7 +104,12 @@ def test_close_runs_each_step_in_order(calls: list[str]) -> None:
 def test_every_step_runs_when_others_fail_and_the_first_error_is_raised(
     calls: list[str],
 ) -> None:
-    FakeSession.fail = {"stop_keeper", "kernels", "shut_tunnel", "stop_server(stop_on_close=True)"}
+    FakeSession.fail = {
+        "stop_keeper",
+        "kernels",
+        "shut_tunnel",
+        "stop_server(stop_on_close=True, started=True)",
+    }
     nb = RemoteNotebook("gpu-box").start()
     with pytest.raises(RJupyterError, match="stop_keeper failed"):
         nb.close()
@@ -109,7 +117,7 @@ def test_every_step_runs_when_others_fail_and_the_first_error_is_raised(
         "stop_keeper",
         "kernels(keep=False)",
         "shut_tunnel",
-        "stop_server(stop_on_close=True)",
+        "stop_server(stop_on_close=True, started=True)",
         "close",
     ]
 
@@ -124,7 +132,7 @@ def test_a_failed_start_stops_everything_and_closes(calls: list[str]) -> None:
         "stop_keeper",
         "kernels(keep=False)",
         "shut_tunnel",
-        "stop_server(stop_on_close=True)",
+        "stop_server(stop_on_close=True, started=False)",
         "close",
     ]
     with pytest.raises(NotebookClosedError):
@@ -137,7 +145,7 @@ def test_keep_running_leaves_the_server_and_returns_its_handle(calls: list[str])
     assert handle is not None
     assert (handle.host, handle.pid, handle.remote_port) == ("gpu-box", 4242, 20001)
     assert "RemoteNotebook.attach('gpu-box', pid=4242)" in str(handle)
-    assert "stop_server(stop_on_close=False)" in calls
+    assert "stop_server(stop_on_close=False, started=True)" in calls
     assert "kernels(keep=True)" in calls
     assert nb.close() is handle
 
@@ -292,3 +300,65 @@ def test_the_keeper_gives_up_when_the_server_is_gone_and_closes_the_new_connecti
     assert keeper.error is not None
     assert "ended while the connection was down" in str(keeper.error)
     assert fresh.closed
+
+
+class FakeLauncher:
+    def __init__(self, attaching: bool) -> None:
+        self.attaching = attaching
+        self.stopped = 0
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+
+@pytest.mark.parametrize(
+    ("stop_on_close", "started", "attaching", "stops"),
+    [
+        (True, True, False, True),  # closed: stopped
+        (False, True, False, False),  # keep_running: left running
+        (False, False, False, True),  # a start that failed stops what it launched, kept or not
+        (False, False, True, False),  # ... never a server it found (attach)
+        (True, False, True, True),  # attach with stop_on_close
+    ],
+)
+def test_which_servers_close_stops(
+    stop_on_close: bool, started: bool, attaching: bool, stops: bool
+) -> None:
+    launcher = FakeLauncher(attaching)
+    errors: list[BaseException] = []
+    session = Session(launcher, local_port=0, reconnect_timeout=1, on_change=None)  # type: ignore[arg-type]
+    session.stop_server(errors, stop_on_close=stop_on_close, started=started)
+    assert launcher.stopped == int(stops)
+    assert errors == []
+
+
+def test_close_reports_every_failure(calls: list[str]) -> None:
+    FakeSession.fail = {"stop_keeper", "shut_tunnel"}
+    nb = RemoteNotebook("gpu-box").start()
+    with pytest.raises(RJupyterError, match="stop_keeper failed") as raised:
+        nb.close()
+    assert "also: RJupyterError: shut_tunnel failed" in getattr(raised.value, "__notes__", [])
+
+
+def test_stopping_the_keeper_never_adopts_a_reconnect_in_flight() -> None:
+    slot = ConnectionSlot(FakeConnection(active=False))  # type: ignore[arg-type]
+    entered, proceed = threading.Event(), threading.Event()
+    fresh = FakeConnection()
+    adopted: list[Any] = []
+
+    def reconnect(deadline: Deadline) -> FakeConnection:
+        entered.set()
+        proceed.wait(10)
+        return fresh
+
+    keeper, _ = keeper_for(slot, reconnect, adopted.append)
+    keeper.start()
+    assert entered.wait(10)
+    stopping = threading.Thread(target=keeper.stop)
+    stopping.start()
+    assert wait_for(keeper._stop.is_set)
+    proceed.set()
+    stopping.join(10)
+    assert not keeper._thread.is_alive()
+    assert adopted == []
+    assert fresh.closed, "the connection made too late is closed, not leaked"

@@ -23,6 +23,7 @@ from helpers import http, run_example, run_in_kernel
 
 from rjupyter import JobError, RemoteNotebook, Slurm
 from rjupyter._launch._slurm import parse_job
+from rjupyter._ssh._connection import SSHConnection
 from rjupyter.testing import Lab
 from rjupyter.testing._slurm import SlurmCluster, slurm_available
 
@@ -251,3 +252,53 @@ def test_parse_job_reads_the_queue_position() -> None:
     assert (status.state, status.reason, status.position) == ("PENDING", "Priority", 3)
     assert status.describe() == "job 7 PENDING (Priority), position 3 in the queue"
     assert status.output_file == "/h/slurm-7.log"
+
+
+@pytest.mark.parametrize(
+    ("output", "job_id"),
+    [
+        ("12345\n", "12345"),
+        ("12345;cluster\n", "12345"),
+        ("site: accounting checked\n12345\nsite: have a nice day\n", "12345"),
+        ("warning: old option\n77;gpu\n", "77"),
+        ("sbatch: error: invalid partition\n", None),
+        ("", None),
+        ("job 12 submitted\n", None),
+    ],
+)
+def test_the_job_id_is_read_from_the_parsable_line(output: str, job_id: str | None) -> None:
+    assert Slurm().parse_submitted(output) == job_id
+
+
+def test_a_job_whose_submit_reports_failure_after_submitting_is_cancelled(
+    cluster: SlurmCluster, job_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A site's sbatch wrapper: prints after the id, then exits non-zero. The job exists all the
+    # same; the failed start cancels it (job_options checks that no job is left).
+    real = Slurm.submit_script
+
+    def wrapped(self: Slurm, batch_script: str, name: str) -> str:
+        return real(self, batch_script, name) + "echo 'site: quota warning'\nexit 3\n"
+
+    monkeypatch.setattr(Slurm, "submit_script", wrapped)
+    with pytest.raises(JobError, match="refused"):
+        RemoteNotebook("login", scheduler=Slurm(time="10"), **job_options).start()
+
+
+def test_ctrl_c_during_the_submit_round_trip_leaves_no_job(
+    cluster: SlurmCluster, job_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C just as sbatch's answer is on its way: the job exists, its id never arrived. It is
+    # found by the name the client gave it and cancelled.
+    real = SSHConnection.run
+
+    def interrupted(self: SSHConnection, script: str, *args: Any, **kwargs: Any) -> Any:
+        result = real(self, script, *args, **kwargs)
+        if "sbatch --parsable" in script:
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(SSHConnection, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        RemoteNotebook("login", scheduler=Slurm(time="10"), **job_options).start()
+    assert cluster.jobs() == []
