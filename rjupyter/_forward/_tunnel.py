@@ -94,7 +94,31 @@ class Tunnel(ClosingContext):
         self._closed = False
         self._slot: ConnectionSlot | None = None
         self._forwarder: Forwarder | None = None
+        self._more: list[tuple[str, int, int]] = []
+        self._more_forwarders: list[Forwarder] = []
         self._keeper: Keeper | None = None
+
+    def forward_also(
+        self, remote_port: int, *, remote_host: str = "127.0.0.1", local_port: int | None = None
+    ) -> None:
+        """Forward one more local port over the same login (like a second ``-L``); before
+        :meth:`start`. Its local port is in :attr:`more_local_ports` once started.
+
+        Raises:
+            ValueError: A port is out of range.
+            RuntimeError: The tunnel was already started.
+        """
+        for name, port in (("remote_port", remote_port), ("local_port", local_port)):
+            if port is not None and not 0 < port < 65536:
+                raise ValueError(f"{name} must be in 1..65535; got {port}")
+        if self._slot is not None:
+            raise RuntimeError("forward_also() comes before start()")
+        self._more.append((remote_host, remote_port, local_port or 0))
+
+    @property
+    def more_local_ports(self) -> list[int]:
+        """The local ports of the forwards added with :meth:`forward_also`, in order."""
+        return [forwarder.local_port for forwarder in self._more_forwarders]
 
     def start(self) -> Tunnel:
         """Log in and start listening.
@@ -122,7 +146,14 @@ class Tunnel(ClosingContext):
             )
             forwarder.open()
             self._forwarder = forwarder
-            slot.on_swap(lambda connection: forwarder.use_transport(connection.transport))
+            for remote_host, remote_port, local_port in self._more:
+                more = Forwarder(
+                    slot.current.transport, (remote_host, remote_port), local_port=local_port
+                )
+                more.open()
+                self._more_forwarders.append(more)
+            forwarders = [forwarder, *self._more_forwarders]
+            slot.on_swap(lambda connection: _use_transport(forwarders, connection))
             self._keeper = Keeper(
                 label=self.host,
                 slot=slot,
@@ -188,8 +219,9 @@ class Tunnel(ClosingContext):
         try:
             if keeper is not None:
                 keeper.stop()
-            if self._forwarder is not None:
-                self._forwarder.shut()
+            for each in [self._forwarder, *self._more_forwarders]:
+                if each is not None:
+                    each.shut()
         finally:
             if self._slot is not None:
                 self._slot.close()
@@ -206,3 +238,8 @@ class Tunnel(ClosingContext):
             f"<Tunnel 127.0.0.1:{port} -> {self.host}:{self.remote_host}:{self.remote_port} "
             f"state={state}>"
         )
+
+
+def _use_transport(forwarders: list[Forwarder], connection: SSHConnection) -> None:
+    for forwarder in forwarders:
+        forwarder.use_transport(connection.transport)
