@@ -386,3 +386,43 @@ def test_quiet_verbose_and_the_browser(
     assert loud.returncode == 1, "with -vv the traceback, as Python prints it"
     assert "Traceback" in loud.stderr
     assert "DEBUG" in loud.stderr
+
+
+def test_ctrl_c_at_a_hidden_prompt_restores_echo(
+    tmux: list[str], lab: Lab, cli_env: dict[str, str]
+) -> None:
+    """The password prompt runs in paramiko's thread with echo off; Ctrl-C ends the command
+    from the main thread, and the terminal must come back with echo on."""
+    host = lab.add_host("clikbd", auth_methods="keyboard-interactive")
+    try:
+        command = shlex.join([RJUPYTER, "list", host.name, "-F", str(lab.ssh_config)])
+        env_args = [f"{key}={cli_env[key]}" for key in ("PATH", "RJUPYTER_CONFIG", "HOME")]
+        env_args += [f"PYTHONPATH={cli_env['PYTHONPATH']}"] if "PYTHONPATH" in cli_env else []
+        script = f"{command}; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e echo -e -echo"
+        subprocess.run(
+            [
+                *tmux,
+                "new-session",
+                "-d",
+                "-s",
+                "demo",
+                "-x",
+                "110",
+                "-y",
+                "30",
+                "env",
+                *env_args,
+                "bash",
+                "-c",
+                f"{script}; exec sleep 600",
+            ],
+            check=True,
+        )
+        assert wait_for(lambda: "Password" in pane(tmux), 30), pane(tmux)
+        subprocess.run([*tmux, "send-keys", "-t", "demo", "C-c"], check=True)
+        assert wait_for(lambda: pane(tmux).rstrip().endswith("echo"), 30), pane(tmux)
+        screen = pane(tmux)
+        assert "EXIT=130" in screen
+        assert screen.rstrip().splitlines()[-1] == "echo", "not -echo: " + screen
+    finally:
+        host.stop()
