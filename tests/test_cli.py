@@ -118,10 +118,18 @@ def test_tunnel_attach_list_stop(
     with RemoteNotebook(remote.name, keep_running=True, **nb_options) as nb:
         pid, port, token = nb.remote_pid, nb.remote_port, nb.token
 
-    tunnel = spawn(["tunnel", remote.name, str(port), *lab_args], cli_env)
-    local = first_line(tunnel)
-    assert http(f"{local}/api/status", token=token)[0] == 200
+    logins = remote.sshd_log().count("Accepted publickey")
+    # Two forwards like ssh -L, over one login; global flags after the command.
+    tunnel = spawn(
+        ["tunnel", remote.name, "-L", str(port), "-L", f"{port}", *lab_args, "-q"], cli_env
+    )
+    first = first_line(tunnel)
+    second = first_line(tunnel)
+    assert first != second
+    for local in (first, second):
+        assert http(f"{local}/api/status", token=token)[0] == 200
     assert interrupt(tunnel)[0] == 130
+    assert remote.sshd_log().count("Accepted publickey") == logins + 1, "one login, two ports"
 
     attach = spawn(["attach", remote.name, "--pid", str(pid), "--no-open", *lab_args], cli_env)
     url = first_line(attach)
@@ -145,9 +153,56 @@ def test_tunnel_attach_list_stop(
     assert "no running Jupyter servers" in again.stdout
 
 
-def test_bad_host_is_one_line_and_exit_1(cli_env: dict[str, str]) -> None:
+def test_stop_all_mine_logs_in_once(
+    remote: LabHost, lab_args: list[str], cli_env: dict[str, str], nb_options: dict[str, Any]
+) -> None:
+    pids = []
+    for _ in range(2):
+        with RemoteNotebook(remote.name, keep_running=True, **nb_options) as nb:
+            pids.append(nb.remote_pid)
+    logins = remote.sshd_log().count("Accepted publickey")
+    stopped = run(["stop", remote.name, "--all-mine", *lab_args], cli_env)
+    assert stopped.returncode == 0, stopped.stderr
+    for pid in pids:
+        assert f"stopped pid {pid}" in stopped.stdout
+    assert remote.sshd_log().count("Accepted publickey") == logins + 1
+    assert wait_for(lambda: remote.user_processes() == [], 10)
+
+
+def test_run_and_exec_use_a_running_server(
+    tmp_path: Path,
+    lab: Lab,
+    remote: LabHost,
+    lab_args: list[str],
+    cli_env: dict[str, str],
+    nb_options: dict[str, Any],
+) -> None:
+    with RemoteNotebook(remote.name, keep_running=True, **nb_options) as nb:
+        pid = nb.remote_pid
+    try:
+        base = ["exec", remote.name, "--attach", str(pid), *lab_args]
+        ok = run([*base, "-c", "import os; os.getppid()", "--workdir", "/tmp"], cli_env)
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout.strip() == str(pid), "the kernel is a child of the named server"
+        source = Path(__file__).resolve().parent.parent / "examples" / "report.ipynb"
+        out = tmp_path / "out.ipynb"
+        ran = run(
+            ["run", remote.name, str(source), "-o", str(out), "--attach", str(pid), *lab_args],
+            cli_env,
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert out.exists()
+        alive = [p for p, _ in remote.user_processes()]
+        assert pid in alive, "the server is left running"
+    finally:
+        stopped = run(["stop", remote.name, "--pid", str(pid), *lab_args], cli_env)
+        assert stopped.returncode == 0, stopped.stderr
+    assert wait_for(lambda: remote.user_processes() == [], 10)
+
+
+def test_bad_host_is_one_line_and_exit_255(cli_env: dict[str, str]) -> None:
     result = run(["start", "nobody@127.0.0.1:2", "--no-open"], cli_env)
-    assert result.returncode == 1
+    assert result.returncode == 255, "a connection failure, as ssh reports it"
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("rjupyter: error: connection to 127.0.0.1:2")
@@ -328,6 +383,46 @@ def test_quiet_verbose_and_the_browser(
     assert err.strip() == "", "--quiet: nothing but the URL"
     assert wait_for(lambda: remote.user_processes() == [], 10)
     loud = run(["-vv", "start", "nobody@127.0.0.1:2"], cli_env)
-    assert loud.returncode == 1
+    assert loud.returncode == 1, "with -vv the traceback, as Python prints it"
     assert "Traceback" in loud.stderr
     assert "DEBUG" in loud.stderr
+
+
+def test_ctrl_c_at_a_hidden_prompt_restores_echo(
+    tmux: list[str], lab: Lab, cli_env: dict[str, str]
+) -> None:
+    """The password prompt runs in paramiko's thread with echo off; Ctrl-C ends the command
+    from the main thread, and the terminal must come back with echo on."""
+    host = lab.add_host("clikbd", auth_methods="keyboard-interactive")
+    try:
+        command = shlex.join([RJUPYTER, "list", host.name, "-F", str(lab.ssh_config)])
+        env_args = [f"{key}={cli_env[key]}" for key in ("PATH", "RJUPYTER_CONFIG", "HOME")]
+        env_args += [f"PYTHONPATH={cli_env['PYTHONPATH']}"] if "PYTHONPATH" in cli_env else []
+        script = f"{command}; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e echo -e -echo"
+        subprocess.run(
+            [
+                *tmux,
+                "new-session",
+                "-d",
+                "-s",
+                "demo",
+                "-x",
+                "110",
+                "-y",
+                "30",
+                "env",
+                *env_args,
+                "bash",
+                "-c",
+                f"{script}; exec sleep 600",
+            ],
+            check=True,
+        )
+        assert wait_for(lambda: "Password" in pane(tmux), 30), pane(tmux)
+        subprocess.run([*tmux, "send-keys", "-t", "demo", "C-c"], check=True)
+        assert wait_for(lambda: pane(tmux).rstrip().endswith("echo"), 30), pane(tmux)
+        screen = pane(tmux)
+        assert "EXIT=130" in screen
+        assert screen.rstrip().splitlines()[-1] == "echo", "not -echo: " + screen
+    finally:
+        host.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -21,6 +20,11 @@ from rjupyter.testing import _build as build_module
 from rjupyter.testing._host import parse_listeners
 from rjupyter.testing._procs import is_gone, list_processes, stop_pids, wait_until
 from rjupyter.testing._sshd import known_hosts_lines
+
+try:
+    import pwd
+except ImportError:  # not on Windows; the lab needs Linux (Lab says so)
+    pwd = None  # type: ignore[assignment]
 
 _Test = TypeVar("_Test", bound=Callable[..., object])
 

@@ -1,5 +1,5 @@
 """The ``rjupyter`` command: a thin shell over the library (nothing in the library imports it)."""
 
-from ._commands import main
+from ._main import main
 
 __all__ = ["main"]

@@ -1,8 +1,7 @@
-"""The ``rjupyter`` command: a thin shell over the library.
+"""``rjupyter start``, ``tunnel``, ``attach``, ``list``, ``stop`` and ``completion``.
 
-Every behaviour lives in the library; this module parses flags (with per-host profiles), draws
-progress and status, prompts on the terminal, and maps errors to one line and exit code 1 (130
-after Ctrl-C). Nothing in the library imports it.
+Every behaviour lives in the library; these parse flags (with per-host profiles), draw progress
+and status, and print what a script reads on stdout.
 """
 
 from __future__ import annotations
@@ -19,46 +18,53 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .._errors import RJupyterError
 from .._forward._tunnel import Tunnel
-from .._launch._slurm import Slurm
 from .._notebook import RemoteNotebook
-from .._server._inventory import ServerRecord, list_servers, stop_server
-from . import _run as _cli_run  # noqa: F401 - registers `run` and `exec`
+from .._server._inventory import ServerRecord, list_servers, stop_server, stop_servers
 from ._common import (
+    alias,
     cli,
     connect_kwargs,
     connection_options,
     console,
     environment_options,
+    host_argument,
     merge,
     notebook_for,
     said,
+    server_options,
+    timeout_of,
 )
+from ._forwards import FORWARD, Forward, forwards_from
+from ._profiles import IDLE_SECONDS, PORT, SLURM
 from ._ui import Progress, StatusLine, count_kernels
 
-__all__ = ["main"]
+__all__ = ["attach", "completion", "list_command", "start", "stop", "tunnel"]
 
 START_EXAMPLES = """\b
 Examples:
-  rjupyter start gpu-box --venv ~/proj/.venv --dir ~/proj
+  rjupyter start gpu-box --venv ~/proj/.venv --workdir ~/proj
   rjupyter start gpu-box --app lab --setup 'module load cuda/12'
-  rjupyter start me@10.0.0.5:2222 --conda torch --json
+  rjupyter start me@10.0.0.5:2222 --conda-env torch --json
   rjupyter start gpu-box            # with [hosts.gpu-box] in ~/.config/rjupyter/config.toml
   rjupyter start login-node --slurm "--partition=gpu --time=2:00:00 --gres=gpu:1"
 """
 
 
-@cli.command(epilog=START_EXAMPLES)
-@click.argument("host")
-@click.option("--app", type=click.Choice(["notebook", "lab", "server"]), help="Front end.")
-@click.option("--port", type=int, help="Remote port to ask for (default: any free one).")
-@click.option("--local-port", type=int, help="Local port (default: any free one).")
+@cli.command(epilog=START_EXAMPLES, exclusive=[("venv", "conda_env")])
+@host_argument
+@server_options
 @environment_options
 @click.option("--open/--no-open", "open_", default=None, help="Open a browser (default: if any).")
 @click.option("--keep-running", is_flag=True, default=None, help="Leave the server on exit.")
 @click.option(
+    "--abandon-timeout",
+    type=IDLE_SECONDS,
+    help="Seconds without this command after which the server stops itself (0: never).",
+)
+@click.option(
     "--slurm",
+    type=SLURM,
     metavar="SBATCH_OPTIONS",
     help="Run Jupyter in a Slurm job submitted on HOST (a login node) with these sbatch options.",
 )
@@ -67,14 +73,10 @@ Examples:
 @click.pass_context
 def start(ctx: click.Context, /, host: str, **flags: Any) -> None:
     """Start Jupyter on HOST, tunnel to it, and keep it up until Ctrl-C."""
-    options = merge(host, {"dir": flags.pop("dir_"), "open": flags.pop("open_"), **flags})
+    options = merge(host, {"open": flags.pop("open_"), **flags})
     quiet = ctx.obj["quiet"] or options.get("as_json")
-    try:
-        scheduler = None if options.get("slurm") is None else Slurm.parse(options["slurm"])
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--slurm") from exc
     with Progress(console, quiet=bool(quiet)) as progress:
-        notebook = notebook_for(host, options, progress, scheduler=scheduler)
+        notebook = notebook_for(host, options, progress)
         notebook.start()
     _serve(ctx, notebook, options)
 
@@ -88,6 +90,7 @@ def _serve(ctx: click.Context, notebook: RemoteNotebook, options: dict[str, Any]
         if options.get("as_json"):
             facts = {
                 "url": notebook.url,
+                "base_url": notebook.base_url,
                 "local_port": notebook.local_port,
                 "remote_port": notebook.remote_port,
                 "pid": notebook.remote_pid,
@@ -100,7 +103,7 @@ def _serve(ctx: click.Context, notebook: RemoteNotebook, options: dict[str, Any]
         click.echo(notebook.url)
         sys.stdout.flush()
         if options.get("open", _has_browser()):
-            notebook.open_browser()
+            notebook.open_browser()  # never the URL on a browser's command line
         if ctx.obj["quiet"]:
             threading.Event().wait()
         _status_until_interrupted(notebook)
@@ -136,38 +139,64 @@ def _has_browser() -> bool:
 
 TUNNEL_EXAMPLES = """\b
 Examples:
-  rjupyter tunnel gpu-box 8889            # like: ssh -N -L 127.0.0.1:ANY:localhost:8889 gpu-box
-  rjupyter tunnel gpu-box 8889 8888       # local port 8888 (the `jptt 8889 8888` alias)
+  rjupyter tunnel gpu-box -L 8889         # like: ssh -N -L 127.0.0.1:ANY:localhost:8889 gpu-box
+  rjupyter tunnel gpu-box -L 8888:8889    # local port 8888 to remote port 8889
+  rjupyter tunnel gpu-box -L 8888:8889 -L 6006:6006      # several ports, one login
+  rjupyter tunnel gpu-box -L 5432:db.internal:5432       # a host that gpu-box reaches
 """
 
 
 @cli.command(epilog=TUNNEL_EXAMPLES)
-@click.argument("host")
-@click.argument("remote_port", type=int)
-@click.argument("local_port", type=int, required=False)
+@host_argument
+@click.argument("ports", nargs=-1, type=PORT, metavar="")
+@click.option(
+    "-L",
+    "--forward",
+    "forwards",
+    type=FORWARD,
+    multiple=True,
+    metavar="[LOCAL:][HOST:]REMOTE",
+    help="Forward local port LOCAL (default: any free one) to port REMOTE on HOST as seen from "
+    "the remote host (default --remote-host), like ssh -L. Repeatable.",
+)
 @click.option("--remote-host", default="127.0.0.1", help="Address to reach, seen from HOST.")
+@click.option("--local-port", type=PORT, help="Local port of a single -L without LOCAL.")
 @connection_options
 @click.pass_context
-def tunnel(
-    ctx: click.Context, /, host: str, remote_port: int, local_port: int | None, **flags: Any
-) -> None:
-    """Forward a local port to REMOTE_PORT on HOST until Ctrl-C."""
+def tunnel(ctx: click.Context, /, host: str, **flags: Any) -> None:
+    """Forward local ports to ports on HOST (or reachable from it) until Ctrl-C.
+
+    The old form `tunnel HOST REMOTE_PORT [LOCAL_PORT]` still works.
+    """
     options = merge(host, flags)
-    with Tunnel(
+    _hold(ctx, host, forwards_from(ctx, flags), options)
+
+
+def _hold(ctx: click.Context, host: str, wanted: list[Forward], options: dict[str, Any]) -> None:
+    first, *more = wanted
+    forward = Tunnel(
         host,
-        remote_port,
-        remote_host=flags["remote_host"],
-        local_port=local_port,
-        timeout=options.get("timeout") or 30.0,
+        first.remote_port,
+        remote_host=first.remote_host,
+        local_port=first.local_port,
+        timeout=timeout_of(options, 30.0),
         **connect_kwargs(options, None),
-    ) as forward:
-        click.echo(f"http://127.0.0.1:{forward.local_port}")
+    )
+    for each in more:
+        forward.forward_also(
+            each.remote_port, remote_host=each.remote_host, local_port=each.local_port
+        )
+    with forward:
+        ports = [forward.local_port, *forward.more_local_ports]
+        for port, each in zip(ports, wanted, strict=True):
+            click.echo(f"http://127.0.0.1:{port}")
+            if not ctx.obj["quiet"]:
+                console.print(
+                    f"forwarding 127.0.0.1:{port} -> {host}:{each.remote_host}:{each.remote_port}"
+                )
         sys.stdout.flush()
         if not ctx.obj["quiet"]:
-            console.print(
-                f"forwarding 127.0.0.1:{forward.local_port} -> {host}:"
-                f"{flags['remote_host']}:{remote_port} (Ctrl-C stops)"
-            )
+            console.print("[dim]Ctrl-C stops the tunnel[/]")
         threading.Event().wait()
 
 
@@ -175,16 +204,25 @@ ATTACH_EXAMPLES = """\b
 Examples:
   rjupyter attach gpu-box                 # the only server running there
   rjupyter attach gpu-box --pid 41234     # one of several (see: rjupyter list gpu-box)
+  rjupyter attach login-node --job-id 1234 --json
 """
 
 
-@cli.command(epilog=ATTACH_EXAMPLES)
-@click.argument("host")
-@click.option("--port", type=int, help="The server's port on HOST.")
-@click.option("--pid", type=int, help="The server's PID on HOST.")
-@click.option("--job", help="The Slurm job running the server (HOST is the login node).")
-@click.option("--local-port", type=int, help="Local port (default: any free one).")
-@click.option("--stop-on-exit", is_flag=True, help="Stop the server when this command ends.")
+@cli.command(epilog=ATTACH_EXAMPLES, exclusive=[("port", "pid", "job_id")])
+@host_argument
+@click.option("--port", type=PORT, help="The server's port on HOST.")
+@click.option("--pid", type=click.IntRange(min=1), help="The server's PID on HOST.")
+@click.option(
+    "--job-id",
+    type=click.IntRange(min=0),
+    help="The Slurm job running the server (HOST is the login node).",
+)
+@alias("--job", "job_id", type=click.IntRange(min=0))
+@click.option("--local-port", type=PORT, help="Local port (default: any free one).")
+@click.option(
+    "--stop-on-close", is_flag=True, help="Stop the server (and its kernels) when this ends."
+)
+@alias("--stop-on-exit", "stop_on_close", is_flag=True)
 @click.option("--open/--no-open", "open_", default=None, help="Open a browser (default: if any).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
 @connection_options
@@ -198,10 +236,10 @@ def attach(ctx: click.Context, /, host: str, **flags: Any) -> None:
             host,
             port=flags["port"],
             pid=flags["pid"],
-            job_id=flags["job"],
-            local_port=flags["local_port"],
-            stop_on_close=flags["stop_on_exit"],
-            timeout=options.get("timeout") or 60.0,
+            job_id=flags["job_id"],
+            local_port=options.get("local_port"),
+            stop_on_close=bool(flags["stop_on_close"]),
+            timeout=timeout_of(options, 60.0),
             progress=progress.step,
             **connect_kwargs(options, progress),
         )
@@ -212,15 +250,13 @@ def attach(ctx: click.Context, /, host: str, **flags: Any) -> None:
 @cli.command(
     "list", epilog="\b\nExamples:\n  rjupyter list gpu-box\n  rjupyter list gpu-box --json"
 )
-@click.argument("host")
+@host_argument
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @connection_options
 def list_command(host: str, as_json: bool, **flags: Any) -> None:
     """List your Jupyter servers on HOST (stale runtime files are shown, never deleted)."""
     options = merge(host, flags)
-    records = list_servers(
-        host, timeout=options.get("timeout") or 30.0, **connect_kwargs(options, None)
-    )
+    records = list_servers(host, timeout=timeout_of(options, 30.0), **connect_kwargs(options, None))
     if as_json:
         click.echo(json.dumps([_record_json(record) for record in records], indent=2))
         return
@@ -258,14 +294,14 @@ STOP_EXAMPLES = """\b
 Examples:
   rjupyter stop gpu-box --pid 41234
   rjupyter stop gpu-box --port 8889
-  rjupyter stop gpu-box --all-mine        # every running server of yours there
+  rjupyter stop gpu-box --all-mine        # every running server of yours there, one login
 """
 
 
-@cli.command(epilog=STOP_EXAMPLES)
-@click.argument("host")
-@click.option("--port", type=int, help="Stop the server on this port.")
-@click.option("--pid", type=int, help="Stop the server with this PID.")
+@cli.command(epilog=STOP_EXAMPLES, exclusive=[("port", "pid", "all_mine")])
+@host_argument
+@click.option("--port", type=PORT, help="Stop the server on this port.")
+@click.option("--pid", type=click.IntRange(min=1), help="Stop the server with this PID.")
 @click.option("--all-mine", is_flag=True, help="Stop every running server of yours on HOST.")
 @connection_options
 @click.pass_context
@@ -279,23 +315,18 @@ def stop(
     **flags: Any,
 ) -> None:
     """Stop exactly the named Jupyter server(s) on HOST, and their kernels."""
-    if [port is not None, pid is not None, all_mine].count(True) != 1:
-        raise click.UsageError("name what to stop: exactly one of --port, --pid, --all-mine")
+    if port is None and pid is None and not all_mine:
+        raise click.UsageError("name what to stop: exactly one of --port, --pid, --all-mine", ctx)
     options = merge(host, flags)
-    connect = {"timeout": options.get("timeout") or 30.0, **connect_kwargs(options, None)}
+    connect = {"timeout": timeout_of(options, 30.0), **connect_kwargs(options, None)}
     if all_mine:
-        targets = [record.pid for record in list_servers(host, **connect) if not record.stale]
+        records = stop_servers(host, **connect)
+        if not records:
+            said(ctx, f"no running Jupyter servers of yours on {host}")
     else:
-        targets = [pid] if pid is not None else []
-    if not all_mine and port is not None:
-        record = stop_server(host, port=port, **connect)
+        records = [stop_server(host, pid=pid, port=port, **connect)]
+    for record in records:
         said(ctx, f"stopped pid {record.pid} (port {record.port}) on {host}")
-        return
-    for target in targets:
-        record = stop_server(host, pid=target, **connect)
-        said(ctx, f"stopped pid {record.pid} (port {record.port}) on {host}")
-    if all_mine and not targets:
-        said(ctx, f"no running Jupyter servers of yours on {host}")
 
 
 @cli.command(
@@ -304,33 +335,7 @@ def stop(
 )
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
-    """Print the shell completion script for SHELL."""
+    """Print the shell completion script for SHELL (commands, flags, hosts, key files)."""
     completion_class = get_completion_class(shell)
     assert completion_class is not None
     click.echo(completion_class(cli, {}, "rjupyter", "_RJUPYTER_COMPLETE").source())
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status (0, 1 on errors, 130 after Ctrl-C)."""
-    verbose = sum(arg.count("v") for arg in (argv or sys.argv[1:]) if arg.startswith("-v"))
-    try:
-        cli.main(args=argv, prog_name="rjupyter", standalone_mode=False)
-    except click.exceptions.Abort:
-        return 130
-    except KeyboardInterrupt:
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (RJupyterError, ValueError, OSError) as exc:
-        if verbose > 1:
-            raise
-        first, *rest = str(exc).splitlines() or [type(exc).__name__]
-        hint = " (run with -v for details)" if rest and not verbose else ""
-        click.echo(f"rjupyter: error: {first}{hint}", err=True)
-        for line in rest if verbose else []:
-            click.echo(f"  {line}", err=True)
-        return 1
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-    return 0

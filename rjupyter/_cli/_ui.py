@@ -4,10 +4,13 @@ stdout carries only the URL (or the JSON) for scripts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
+import unicodedata
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 import click
@@ -18,8 +21,10 @@ __all__ = [
     "Progress",
     "StatusLine",
     "count_kernels",
+    "printable",
     "prompt_answers",
     "prompt_passphrase",
+    "terminal_restored",
 ]
 
 #: Our own 127.0.0.1 URLs never go through an http_proxy.
@@ -130,10 +135,15 @@ def prompt_answers(
         resume = progress.pause() if progress is not None else (lambda: None)
         try:
             for text in (title, instructions):
-                if text.strip():
-                    click.echo(text.strip(), err=True)
+                if printable(text, keep_newlines=True).strip():
+                    click.echo(printable(text, keep_newlines=True).strip(), err=True)
             return [
-                click.prompt(prompt.rstrip(": "), hide_input=not echo, err=True, default="")
+                click.prompt(
+                    printable(prompt).rstrip(": ") or "Answer",
+                    hide_input=not echo,
+                    err=True,
+                    default="",
+                )
                 for prompt, echo in prompts
             ]
         finally:
@@ -154,3 +164,41 @@ def prompt_passphrase(progress: Progress | None) -> Callable[[str], str]:
             resume()
 
     return ask
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` from the server without control or format characters (escape sequences, ``\\r``,
+    bidirectional overrides), so that a prompt cannot rewrite or hide what the terminal shows.
+    Tabs become spaces; newlines stay only with ``keep_newlines``."""
+    kept = []
+    for char in text.replace("\t", " "):
+        newline = char == "\n" and keep_newlines
+        if newline or unicodedata.category(char) not in ("Cc", "Cf", "Co", "Cs"):
+            kept.append(char)
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def terminal_restored() -> Iterator[None]:
+    """Put the terminal's modes (echo) back as they were, however the block ends.
+
+    A hidden prompt turns echo off; when Ctrl-C ends the command while the prompt waits (it may
+    wait in the SSH transport's thread, which the interrupt never reaches), this turns it back
+    on. Without ``termios`` (Windows) or a terminal on stdin it does nothing.
+    """
+    try:
+        import termios  # noqa: PLC0415 - absent on Windows
+    except ImportError:
+        yield
+        return
+    try:
+        descriptor = sys.stdin.fileno()
+        saved = termios.tcgetattr(descriptor)
+    except (AttributeError, ValueError, OSError, termios.error):
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, termios.error):
+            termios.tcsetattr(descriptor, termios.TCSADRAIN, saved)

@@ -97,6 +97,30 @@ class Tunnel(ClosingContext):
         self._closed = False
         self._parts: _Parts | None = None
         self._tracked: Tracked | None = None
+        self._more: list[tuple[str, int, int]] = []
+
+    def forward_also(
+        self, remote_port: int, *, remote_host: str = "127.0.0.1", local_port: int | None = None
+    ) -> None:
+        """Forward one more local port over the same login (like a second ``-L``); before
+        :meth:`start`. Its local port is in :attr:`more_local_ports` once started.
+
+        Raises:
+            ValueError: A port is out of range.
+            RuntimeError: The tunnel was already started.
+        """
+        for name, port in (("remote_port", remote_port), ("local_port", local_port)):
+            if port is not None and not 0 < port < 65536:
+                raise ValueError(f"{name} must be in 1..65535; got {port}")
+        if self._parts is not None:
+            raise RuntimeError("forward_also() comes before start()")
+        self._more.append((remote_host, remote_port, local_port or 0))
+
+    @property
+    def more_local_ports(self) -> list[int]:
+        """The local ports of the forwards added with :meth:`forward_also`, in order."""
+        more = self._parts.more if self._parts is not None else []
+        return [forwarder.local_port for forwarder in more]
 
     def start(self) -> Tunnel:
         """Log in and start listening.
@@ -125,7 +149,14 @@ class Tunnel(ClosingContext):
                 local_port=self._asked_local_port,
             )
             forwarder.open()
-            slot.on_swap(lambda connection: forwarder.use_transport(connection.transport))
+            for remote_host, remote_port, local_port in self._more:
+                more = Forwarder(
+                    slot.current.transport, (remote_host, remote_port), local_port=local_port
+                )
+                more.open()
+                parts.more.append(more)
+            forwarders = [forwarder, *parts.more]
+            slot.on_swap(lambda connection: _use_transport(forwarders, connection))
             parts.keeper = Keeper(
                 label=self.host,
                 slot=slot,
@@ -226,6 +257,7 @@ class _Parts:
     def __init__(self, slot: ConnectionSlot) -> None:
         self.slot = slot
         self.forwarder: Forwarder | None = None
+        self.more: list[Forwarder] = []
         self.keeper: Keeper | None = None
         self.hold = SigtermHold()
 
@@ -238,9 +270,15 @@ class _Parts:
         try:
             if self.keeper is not None:
                 self.keeper.stop()
-            if self.forwarder is not None:
-                self.forwarder.shut()
+            for each in [self.forwarder, *self.more]:
+                if each is not None:
+                    each.shut()
         finally:
             self.slot.close()
             self.hold.release()
         return self.keeper.error if self.keeper is not None else None
+
+
+def _use_transport(forwarders: list[Forwarder], connection: SSHConnection) -> None:
+    for forwarder in forwarders:
+        forwarder.use_transport(connection.transport)

@@ -38,6 +38,7 @@ __all__ = [
     "parse_inventory",
     "server_from_record",
     "stop_server",
+    "stop_servers",
 ]
 
 
@@ -330,14 +331,67 @@ def stop_server(
     connection = _connect(host, options, timeout)
     try:
         record = find_server(inventory(connection, runtime_dirs), host=host, pid=pid, port=port)
-        RemoteServer(
-            ConnectionSlot(connection),
-            host=host,
-            info=ServerInfo(
-                port=record.port, path="/", token="", pid=record.pid, run_dir=record.run_dir
-            ),
-            runtime_file=record.runtime_file,
-        ).stop(grace)
+        _stop(connection, host, record, grace)
         return record
+    finally:
+        connection.close()
+
+
+def _stop(connection: SSHConnection, host: str, record: ServerRecord, grace: float) -> None:
+    RemoteServer(
+        ConnectionSlot(connection),
+        host=host,
+        info=ServerInfo(
+            port=record.port, path="/", token="", pid=record.pid, run_dir=record.run_dir
+        ),
+        runtime_file=record.runtime_file,
+    ).stop(grace)
+
+
+def stop_servers(
+    host: str,
+    *,
+    pids: Sequence[int] | None = None,
+    ssh_config: ConfigPath | None = None,
+    identity_file: ConfigPath | None = None,
+    password: str | None = None,
+    passphrase: Passphrase | None = None,
+    host_key_policy: str | None = None,
+    jump: JumpHosts | None = None,
+    auth_handler: AuthHandler | None = None,
+    runtime_dirs: Sequence[str] = (),
+    grace: float = 10.0,
+    timeout: float = CONNECT_TIMEOUT,
+) -> list[ServerRecord]:
+    """Stop several servers over one connection (one login, one 2FA prompt): those with these
+    ``pids``, or with None every live server of yours on ``host``. As :func:`stop_server` for
+    each, in turn; the arguments are as for :func:`stop_server`.
+
+    Returns:
+        The records of the servers stopped (none when nothing was running).
+
+    Raises:
+        RJupyterError: A named PID is not a running server, or one could not be stopped.
+        SSHConnectError: The host cannot be reached (and its subclasses).
+    """
+    options = connect_options(
+        ssh_config=ssh_config,
+        identity_file=identity_file,
+        password=password,
+        passphrase=passphrase,
+        host_key_policy=host_key_policy,
+        jump=jump,
+        auth_handler=auth_handler,
+    )
+    connection = _connect(host, options, timeout)
+    try:
+        records = inventory(connection, runtime_dirs)
+        if pids is None:
+            chosen = [record for record in records if not record.stale]
+        else:
+            chosen = [find_server(records, host=host, pid=pid, port=None) for pid in pids]
+        for record in chosen:
+            _stop(connection, host, record, grace)
+        return chosen
     finally:
         connection.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import pwd
 import re
 import shlex
 import shutil
@@ -20,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._localuser import local_home, local_user_name
 from ._tokens import TokenContext, expand_tokens, expand_user_path
 
 __all__ = [
@@ -78,10 +78,6 @@ class ResolvedConfig:
     def all(self, key: str) -> list[str]:
         """Every value of ``key`` (for ``IdentityFile`` and ``CertificateFile``)."""
         return list(self.values.get(key, []))
-
-
-def _local_user() -> pwd.struct_passwd:
-    return pwd.getpwuid(os.getuid())
 
 
 def resolve_config(
@@ -199,7 +195,7 @@ class _State:
     values: dict[str, list[str]]
     final: bool
     want_final: bool = False
-    home: str = field(default_factory=lambda: _local_user().pw_dir)
+    home: str = field(default_factory=local_home)
 
 
 class _Parser:
@@ -262,9 +258,9 @@ class _Parser:
         if criterion == "originalhost":
             return match_pattern_list(self.state.original_host, patterns)
         if criterion == "user":
-            return match_pattern_list(values.get("user", [_local_user().pw_name])[0], patterns)
+            return match_pattern_list(values.get("user", [local_user_name()])[0], patterns)
         if criterion == "localuser":
-            return match_pattern_list(_local_user().pw_name, patterns)
+            return match_pattern_list(local_user_name(), patterns)
         if criterion == "exec":
             return self.run_exec(expand_tokens(argument, self._tokens(), "%hLlnpru"))
         raise ConfigError(f"{where}: Match {criterion} is not supported")
@@ -275,7 +271,7 @@ class _Parser:
             host=self.state.host,
             original_host=self.state.original_host,
             port=values.get("port", ["22"])[0],
-            remote_user=values.get("user", [_local_user().pw_name])[0],
+            remote_user=values.get("user", [local_user_name()])[0],
         )
 
     def _set(self, keyword: str, arguments: list[str]) -> None:
@@ -377,7 +373,7 @@ def _finish(state: _State) -> ResolvedConfig:
     values = state.values
     hostname = _hostname(state)
     defaults: Mapping[str, str] = {
-        "user": _local_user().pw_name,
+        "user": local_user_name(),
         "port": "22",
         "identitiesonly": "no",
         "compression": "no",

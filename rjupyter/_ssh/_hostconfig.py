@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import pwd
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._errors import SSHConnectError
 from ._config import ConfigError, ResolvedConfig, resolve_config, split_jump
 from ._hostspec import parse_host_spec
+from ._localuser import local_home
 from ._tokens import TokenContext, expand_tokens, expand_user_path
 
 __all__ = [
@@ -143,7 +143,7 @@ def _host_config(
     resolved: ResolvedConfig,
     identity_file: str | os.PathLike[str] | None,
 ) -> HostConfig:
-    home = pwd.getpwuid(os.getuid()).pw_dir
+    home = local_home()
     port = int(resolved.get("port", "22"))
     context = TokenContext(
         host=resolved.get("hostname", original),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import pwd
 import socket
 from dataclasses import dataclass
+
+from ._localuser import home_of, local_home, local_uid, local_user_name
 
 __all__ = ["TokenContext", "expand_tokens", "expand_user_path"]
 
@@ -36,13 +36,12 @@ class TokenContext:
 
     def value(self, token: str) -> str:
         """The text for one token letter."""
-        local = pwd.getpwuid(os.getuid())
         long_name = socket.gethostname()
         simple = {
             "%": "%",
-            "d": local.pw_dir,
+            "d": local_home(),
             "h": self.host,
-            "i": str(os.getuid()),
+            "i": local_uid(),
             "j": self.jump,
             "k": self.key_alias or self.original_host,
             "L": long_name.split(".")[0],
@@ -50,7 +49,7 @@ class TokenContext:
             "n": self.original_host,
             "p": self.port,
             "r": self.remote_user,
-            "u": local.pw_name,
+            "u": local_user_name(),
         }
         if token == "C":  # noqa: S105 - a token letter, not a secret
             joined = f"{long_name}{self.host}{self.port}{self.remote_user}{self.jump}"
@@ -85,5 +84,5 @@ def expand_user_path(path: str, home: str) -> str:
     if not path.startswith("~"):
         return path
     name, _, rest = path[1:].partition("/")
-    base = home if not name else pwd.getpwnam(name).pw_dir
+    base = home if not name else home_of(name)
     return f"{base}/{rest}" if rest or path.endswith("/") else base

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import pwd
 import re
 import shutil
 import stat
@@ -14,6 +13,11 @@ from pathlib import Path
 
 from ._errors import LabError
 from ._procs import is_gone, list_processes, process_start_time, run_command, stop_pids
+
+try:
+    import pwd
+except ImportError:  # not on Windows; the lab needs Linux (Lab says so)
+    pwd = None  # type: ignore[assignment]
 
 __all__ = [
     "ACCOUNT_PATTERN",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import shutil
 from pathlib import Path
 
@@ -19,6 +18,11 @@ from ._network import (
     remove_unreachable_route,
 )
 from ._procs import netns_pids, stop_pids
+
+try:
+    import pwd
+except ImportError:  # not on Windows; the lab needs Linux (Lab says so)
+    pwd = None  # type: ignore[assignment]
 
 __all__ = ["cleanup_stale_labs"]
 

@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -151,6 +152,11 @@ class Lab:
         return entries + ([self._workdir / "home"] if self._isolated else [])
 
     def _open(self) -> None:
+        if sys.platform != "linux":
+            raise LabError(
+                "the test lab needs Linux (network namespaces, sshd, the pwd and fcntl modules); "
+                f"this is {sys.platform}: run the quick suite with -m 'not lab'"
+            )
         created_workdir = not self._workdir.exists()
         self._workdir.mkdir(parents=True, exist_ok=True)
         if busy := [entry.name for entry in self._own_entries() if entry.exists()]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
 import signal
@@ -14,6 +13,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ._errors import LabError
+
+try:
+    import fcntl
+except ImportError:  # not on Windows; the lab needs Linux (Lab says so)
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "ProcessInfo",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import re
 import socket
 import subprocess
@@ -23,6 +22,11 @@ from pathlib import Path
 from ._errors import LabError
 from ._host import LabHost
 from ._procs import stop_popen, tail, wait_until
+
+try:
+    import pwd
+except ImportError:  # not on Windows; the lab needs Linux (Lab says so)
+    pwd = None  # type: ignore[assignment]
 
 __all__ = ["SlurmCluster", "slurm_available", "start_slurm"]
 
