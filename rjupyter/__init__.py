@@ -27,10 +27,11 @@ from ._errors import (
     TunnelError,
 )
 from ._forward._tunnel import Tunnel
+from ._handle import ServerHandle
 from ._jupyter._kernel import Kernel
 from ._jupyter._runner import CellProgress, execute_notebook, parse_parameter_value
 from ._launch._slurm import Slurm
-from ._notebook import RemoteNotebook, ServerHandle
+from ._notebook import RemoteNotebook
 from ._results import ExecutionResult
 from ._server._inventory import ServerRecord, list_servers, stop_server
 

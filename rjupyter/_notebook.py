@@ -7,19 +7,18 @@ reconnects, and the close order.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
 import logging
 import threading
 import webbrowser
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from ._deadline import Deadline
 from ._errors import NotebookClosedError, RJupyterError
 from ._exits import Tracked, track
 from ._forward._forwarder import LOOPBACK, Forwarder
+from ._handle import ServerHandle
 from ._jupyter._automation import NotebookAutomation
 from ._launch import AttachTarget, Environment, LaunchSpec, Scheduler, attach_target, launcher_for
 from ._lifecycle import ClosingContext, add_note, first_of
@@ -33,14 +32,13 @@ from ._ssh._options import (
     START_TIMEOUT,
     AuthHandler,
     ConfigPath,
-    ConnectOptions,
     JumpHosts,
     Passphrase,
     ProgressCallback,
     connect_options,
 )
 
-__all__ = ["RemoteNotebook", "ServerHandle"]
+__all__ = ["RemoteNotebook"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,47 +48,6 @@ class _State(enum.Enum):
     STARTING = "starting"
     RUNNING = "running"
     CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class ServerHandle:
-    """What it takes to come back to a server left running (``keep_running=True``).
-
-    Attributes:
-        host: The host as it was named.
-        pid: The server's PID there.
-        remote_port: The port it listens on, on the host's loopback (the node's, for a job).
-        job_id: The batch job holding it, when it runs in one (``host`` is the login node).
-    """
-
-    host: str
-    pid: int
-    remote_port: int
-    _options: ConnectOptions = field(repr=False, compare=False)
-    job_id: str | None = None
-    _description: str = field(default="", repr=False, compare=False)
-
-    def attach(
-        self, *, stop_on_close: bool = False, timeout: float = START_TIMEOUT
-    ) -> RemoteNotebook:
-        """A RemoteNotebook attached to this server, with the same connection options."""
-        notebook = RemoteNotebook.attach(
-            self.host,
-            pid=self.pid,
-            job_id=self.job_id,
-            stop_on_close=stop_on_close,
-            timeout=timeout,
-        )
-        notebook._spec = dataclasses.replace(notebook._spec, options=self._options)
-        return notebook
-
-    @classmethod
-    def of(cls, session: Session, host: str, options: ConnectOptions) -> ServerHandle:
-        """The handle of the server a started session runs."""
-        return cls(host, _options=options, **session.kept())
-
-    def __str__(self) -> str:
-        return self._description or f"Jupyter pid {self.pid} on {self.host}"
 
 
 def _check(app: str, ports: dict[str, int | None], setup: Sequence[str]) -> None:

@@ -67,7 +67,7 @@ LAYERS = (
     Layer("remote server", ("_server",)),
     Layer("Jupyter, launchers", ("_jupyter", "_launch"), independent=True),
     Layer("session", ("_session",)),
-    Layer("facade", ("_notebook", "__init__")),
+    Layer("facade", ("_notebook", "_handle", "__init__")),
     Layer("command line", ("_cli", "__main__")),
 )
 #: Outside the layering: nothing in the library imports it.

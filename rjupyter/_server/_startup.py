@@ -1,4 +1,4 @@
-"""Pure functions: host specs, remote startup output -> server facts, and token redaction.
+"""Pure functions: what a launch prints -> server facts (markers, the token URL), and redaction.
 
 Nothing here touches the network, so all of it is unit-tested without a server.
 """

@@ -1,8 +1,7 @@
-"""Connecting: resolve a host like ``ssh``, walk its jump chain, check host keys, log in once.
-
-This module and the launcher and tunnel modules are the only ones that import paramiko (with
-the private helpers it uses: ``_sshconfig``, ``_knownhosts``, ``_hostcert``, ``_auth``,
-``_liveness``).
+"""The SSH connection everything above holds: :func:`open_connection` resolves a host like
+``ssh``, walks its jump chain and logs in once (:mod:`._handshake` per hop); an
+:class:`SSHConnection` runs remote scripts, opens session and SFTP channels and watches its peer;
+a :class:`ConnectionSlot` holds the one a session uses now.
 """
 
 from __future__ import annotations
