@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rjupyter._server._scripts import build_script, remote_path
+from rjupyter._server._scripts import WATCH_SCRIPT, build_script, remote_path, whole
 
 HOSTILE = [
     "it's a dir",
@@ -205,3 +205,38 @@ def test_the_run_dir_is_named_by_the_client_and_removed_on_failure(tmp_path: Pat
     result = run(script(run_id="c0ffee", setup=["false"]), tmp_path)
     assert "RJUPYTER-ERROR setup:1" in result.stderr
     assert not (tmp_path / ".local/state/rjupyter/c0ffee").exists()
+
+
+def watch(shell: str, pid: int) -> subprocess.Popen[str]:
+    """WATCH_SCRIPT for ``pid``, its stdin held open as rjupyter holds the channel."""
+    process = subprocess.Popen(
+        [shell, "-s", "--", "", str(pid)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdin is not None
+    process.stdin.write(whole([WATCH_SCRIPT]))
+    process.stdin.flush()
+    return process
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_watch_reports_the_end_and_ends_with_its_channel(shell: str) -> None:
+    with subprocess.Popen(["sleep", "30"]) as server:
+        watcher = watch(shell, server.pid)
+        server.kill()
+        server.wait()
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().startswith("RJUPYTER-EXIT")  # its stdin still open
+        watcher.communicate(timeout=10)
+    with subprocess.Popen(["sleep", "30"]) as server:
+        watcher = watch(shell, server.pid)
+        assert watcher.stdin is not None
+        watcher.stdin.close()  # the notebook closed: the watch must not outlive it
+        assert watcher.wait(10) == 0
+        assert watcher.stdout is not None
+        assert "RJUPYTER-EXIT" not in watcher.stdout.read()
+        watcher.stdout.close()
+        server.kill()

@@ -18,7 +18,7 @@ import paramiko
 from .._deadline import Deadline
 from .._errors import HeartbeatError, LaunchError, LaunchTimeout, RJupyterError, SSHConnectError
 from .._ssh._connection import ConnectionSlot
-from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, WATCH_SCRIPT, heartbeat_script
+from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, WATCH_SCRIPT, heartbeat_script, whole
 from ._startup import STOPPED_MARKER, ServerInfo, StartupParser, redact
 
 __all__ = ["RemoteServer", "failure_reason"]
@@ -234,7 +234,10 @@ class RemoteServer:
         if self.info is None or (channel is not None and not channel.closed):
             return
         args = [self.run_dir or "", str(self.pid or "")]
-        self._follow(self._slot.current.stream(WATCH_SCRIPT, args, timeout=15.0))
+        watch = self._slot.current.stream(
+            whole([WATCH_SCRIPT]), args, timeout=15.0, hold_stdin=True
+        )
+        self._follow(watch)
 
     def _early_exit_error(self) -> LaunchError:
         reason, status = failure_reason(self._parser, self._options)

@@ -121,16 +121,24 @@ printf '%s\\n' {STOPPED_MARKER}
 
 #: Follows a running server until it ends, then prints its exit status. Args: run dir, server
 #: PID (either may be empty). With a run dir, the supervisor's end is the server's end and the
-#: status is the one it recorded; else the PID is watched.
+#: status is the one it recorded; else the PID is watched. Its stdin stays open while rjupyter
+#: watches: when the channel closes (the notebook closed, or the connection dropped), the watch
+#: ends too, so no watcher outlives its notebook. Sent through :func:`whole`.
 WATCH_SCRIPT = f"""\
 run=$1 pid=$2
 nap() {{ sleep 0.5 2>/dev/null || sleep 1; }}
 watched=$pid
 [ -n "$run" ] && [ -s "$run/sup" ] && watched=$(cat "$run/sup")
 [ -n "$watched" ] || exit 0
-while kill -0 "$watched" 2>/dev/null && ! grep -q ') Z ' "/proc/$watched/stat" 2>/dev/null; do
+exec 3<&0
+cat <&3 >/dev/null 2>&1 & rj_eof=$!
+exec 3<&-
+while kill -0 "$rj_eof" 2>/dev/null && kill -0 "$watched" 2>/dev/null \\
+    && ! grep -q ') Z ' "/proc/$watched/stat" 2>/dev/null; do
   nap
 done
+kill -0 "$rj_eof" 2>/dev/null || exit 0
+kill "$rj_eof" 2>/dev/null
 status=; [ -n "$run" ] && status=$(cat "$run/status" 2>/dev/null)
 [ -n "$run" ] && [ -r "$run/log" ] && tail -n 20 -- "$run/log"
 printf '%s %s\\n' {EXIT_MARKER} "$status" >&2
@@ -278,7 +286,7 @@ def whole(lines: Sequence[str]) -> str:
     """The script as one function called on its last line: ``/bin/sh -s`` runs nothing of it
     unless all of it arrived, and no command in it reads the rest of the script from stdin."""
     body = "".join(f"{line}\n" for line in lines)
-    return f"rj_main() {{\n{body}}}\nrj_main\n"
+    return f'rj_main() {{\n{body}}}\nrj_main "$@"\n'
 
 
 def server_command(app: str, jupyter: str, port: int) -> str:

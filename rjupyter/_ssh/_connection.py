@@ -134,9 +134,13 @@ class SSHConnection:
             raise SSHConnectError(f"{self.host.name} refused the SFTP subsystem", host=self.label)
         return client
 
-    def stream(self, script: str, args: Sequence[str] = (), *, timeout: float) -> paramiko.Channel:
+    def stream(
+        self, script: str, args: Sequence[str] = (), *, timeout: float, hold_stdin: bool = False
+    ) -> paramiko.Channel:
         """Start ``script`` with ``/bin/sh -s`` on the host and return its channel (stdout and
-        stderr merged) to read as it runs; the script goes on stdin, ``args`` are data.
+        stderr merged) to read as it runs; the script goes on stdin, ``args`` are data. With
+        ``hold_stdin`` the channel's stdin stays open after the script (the script can tell
+        when the channel closes: its stdin ends).
 
         Raises:
             SSHConnectError: The channel could not be opened (the connection may be down).
@@ -148,7 +152,8 @@ class SSHConnection:
                 channel.set_combine_stderr(True)
                 channel.exec_command(command)
                 channel.sendall(script.encode())
-                channel.shutdown_write()
+                if not hold_stdin:
+                    channel.shutdown_write()
             except BaseException:
                 channel.close()
                 raise
