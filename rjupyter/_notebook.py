@@ -11,7 +11,6 @@ import dataclasses
 import enum
 import logging
 import threading
-import webbrowser
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ from ._deadline import Deadline
 from ._errors import NotebookClosedError, RJupyterError
 from ._forward._forwarder import LOOPBACK, Forwarder
 from ._jupyter._automation import NotebookAutomation
+from ._jupyter._redirect import BrowserRedirect
 from ._launch import AttachTarget, Environment, LaunchSpec, Scheduler, attach_target, launcher_for
 from ._lifecycle import ClosingContext, add_note
 from ._server._scripts import APPS
@@ -231,6 +231,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         self._session: Session | None = None
         self._sigterm: SigtermHold | None = None
         self._handle: ServerHandle | None = None
+        self._redirect = BrowserRedirect()
 
     @classmethod
     def attach(
@@ -392,6 +393,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             finally:
                 if session is not None:
                     session.close()
+                self._redirect.close()
                 if self._sigterm is not None:
                     self._sigterm.release()
         logger.debug("closed notebook on %s", self.host)
@@ -476,8 +478,16 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         return self._running()[1]
 
     def open_browser(self) -> bool:
-        """Open :attr:`url` in the local web browser; False when none could be started."""
-        return webbrowser.open(self.url)
+        """Open the notebook in the local web browser; False when none could be started.
+
+        The browser is given the path of a private page (mode 0600, in a 0700 temp directory,
+        removed on close) that forwards to :attr:`url`: the token never appears on a command
+        line that other local users could read.
+
+        Raises:
+            RJupyterError: The redirect page cannot be written.
+        """
+        return self._redirect.open(self.url)
 
     def __repr__(self) -> str:
         parts = [f"host={self.host!r}", f"app={self.app!r}", f"state={self._state.value}"]
