@@ -42,7 +42,9 @@ __all__ = [
 ]
 
 APPS = ("notebook", "lab", "server")
-_TILDE_USER = re.compile(r"~[A-Za-z_][A-Za-z0-9_.-]*$")
+#: ``~user`` as the whole first component; matched with ``fullmatch`` only (``$`` would let a
+#: trailing newline through, and the line after it would run).
+_TILDE_USER = re.compile(r"~[A-Za-z_][A-Za-z0-9_.-]*")
 STATE_DIR = '"${XDG_STATE_HOME:-$HOME/.local/state}/rjupyter"'
 
 # Runs detached: $1 run dir, $2 abandon seconds (0: never), $3 watchdog step, then the command.
@@ -146,11 +148,17 @@ exit 1
 
 
 def remote_path(path: str) -> str:
-    """Quote ``path`` as one shell word, letting a leading ``~`` mean a home directory."""
+    """Quote ``path`` as one shell word, letting a leading ``~`` mean a home directory.
+
+    Raises:
+        ValueError: ``path`` holds a NUL character (no path can).
+    """
+    if "\0" in path:
+        raise ValueError(f"a remote path cannot hold a NUL character: {path!r}")
     head, sep, rest = path.partition("/")
     if head == "~":
         prefix = '"$HOME"'
-    elif _TILDE_USER.match(head):
+    elif _TILDE_USER.fullmatch(head):
         prefix = head
     else:
         return shlex.quote(path)
