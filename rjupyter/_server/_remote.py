@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import posixpath
 import threading
 
 import paramiko
@@ -20,7 +21,7 @@ from .._ssh._connection import ConnectionSlot
 from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, heartbeat_script
 from ._startup import STOPPED_MARKER, ServerInfo, StartupParser, redact
 
-__all__ = ["RemoteServer", "failure_reason"]
+__all__ = ["RemoteServer", "command_word", "failure_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ def failure_reason(parser: StartupParser, options: dict[str, str]) -> tuple[str,
         status = 97
     if code is not None and code.startswith("setup:"):
         number = int(code.partition(":")[2])
-        line = options.get(f"setup:{number}", "")
-        reason = f"setup line {number} ({line!r}) failed on the remote host; fix or remove it"
+        word = command_word(options.get(f"setup:{number}", ""))
+        reason = f"setup line {number} ({word} ...) failed on the remote host; fix or remove it"
     elif code in _REASONS:
         reason = _REASONS[code].format(**options)
     elif parser.masked_url_seen:
@@ -65,6 +66,17 @@ def failure_reason(parser: StartupParser, options: dict[str, str]) -> tuple[str,
     else:
         reason = f"Jupyter exited before it was ready (exit status {status_text})"
     return reason, status
+
+
+def command_word(line: str) -> str:
+    """The command a shell line runs, to name it in a message without its arguments (which may
+    hold a secret, as in ``export HF_TOKEN=...``); assignments are not shown at all."""
+    for word in line.split():
+        name, equals, _ = word.partition("=")
+        if equals and name.isidentifier():
+            continue  # an assignment before the command (X=1 cmd)
+        return posixpath.basename(word)[:40] or word[:40]
+    return "an assignment"
 
 
 class RemoteServer:

@@ -275,7 +275,9 @@ def environment_lines(
     if conda_env is not None:
         lines += _conda_lines(conda_env)
     for number, line in enumerate(setup, 1):
-        lines += [line, f"[ $? -eq 0 ] || rj_fail setup:{number}"]
+        # Not on the script's stdin: a line that reads stdin (cat, read, ssh, python -) would
+        # eat the rest of the script where /bin/sh reads it byte by byte (bash).
+        lines += ["{", line, f"}} </dev/null; [ $? -eq 0 ] || rj_fail setup:{number}"]
     lines.append(f"command -v {remote_path(jupyter)} >/dev/null 2>&1 || rj_fail jupyter")
     return lines
 
