@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import SHELLS, run_shell
 
 from rjupyter._server._scripts import build_script, remote_path
 
-SHELLS = [shell for shell in ("dash", "bash") if shutil.which(shell)]
 CHARACTERS = list("ab~/.-_ \n\t\r'\"\\$`;&|()<>*?[]{}#!=%^,:+@é")
 FRAGMENTS = [
     "~", "~/", "~root", "~root/", "~x", "~x\n", "~a.b-c", "~+", "~-", "~x;", "-", "--", "-n",
@@ -92,16 +91,7 @@ def test_a_tilde_user_then_a_newline_runs_nothing_in_the_launch_script(
     options: dict[str, str | None] = {"workdir": None, "venv": None, "jupyter": "jupyter"}
     options[option] = f"~x\n{marker}"
     script = build_script(app="lab", port=20001, conda_env=None, setup=(), **options)  # type: ignore[arg-type]
-    result = subprocess.run(
-        [shell, "-s"],
-        input=script,
-        capture_output=True,
-        text=True,
-        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        cwd=tmp_path,
-        check=False,
-        timeout=20,
-    )
+    result = run_shell(shell, script, tmp_path)
     assert result.returncode == 97, result.stderr
     assert "RJUPYTER-ERROR" in result.stderr
     assert not (tmp_path / "PWNED").exists()

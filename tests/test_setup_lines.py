@@ -7,31 +7,16 @@ host runs it; bash reads stdin byte by byte, so a line that reads stdin would ea
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import SHELLS, run_shell
 from test_launch_script import make_venv, script
 
 from rjupyter._server._remote import command_word, failure_reason
 from rjupyter._server._startup import StartupParser
 
-SHELLS = [shell for shell in ("dash", "bash") if shutil.which(shell)]
 READERS = ["cat", "read x || :", "python3 -", "head -c 100000 >/dev/null", "sh -s"]
-
-
-def run(shell: str, text: str, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [shell, "-s"],
-        input=text,
-        capture_output=True,
-        text=True,
-        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
-        cwd=home,
-        check=False,
-        timeout=30,
-    )
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -40,7 +25,7 @@ def test_a_setup_line_that_reads_stdin_does_not_eat_the_script(
     shell: str, line: str, tmp_path: Path
 ) -> None:
     make_venv(tmp_path)
-    result = run(
+    result = run_shell(
         shell, script(venv=str(tmp_path / "venv"), setup=[line, "export LATER=1"]), tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -51,9 +36,9 @@ def test_a_setup_line_that_reads_stdin_does_not_eat_the_script(
 @pytest.mark.parametrize("shell", SHELLS)
 def test_setup_lines_still_change_the_shell_and_report_failures(shell: str, tmp_path: Path) -> None:
     make_venv(tmp_path)
-    ok = run(shell, script(venv=str(tmp_path / "venv"), setup=["cd /", "X=1 true"]), tmp_path)
+    ok = run_shell(shell, script(venv=str(tmp_path / "venv"), setup=["cd /", "X=1 true"]), tmp_path)
     assert "PWD=/\n" in ok.stdout, "a setup line runs in the launching shell itself"
-    bad = run(shell, script(setup=["true", "false # a comment"]), tmp_path)
+    bad = run_shell(shell, script(setup=["true", "false # a comment"]), tmp_path)
     assert "RJUPYTER-ERROR setup:2" in bad.stderr
 
 
