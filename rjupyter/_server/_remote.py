@@ -18,8 +18,8 @@ import paramiko
 from .._deadline import Deadline
 from .._errors import LaunchError, LaunchTimeout, RJupyterError, SSHConnectError
 from .._ssh._connection import ConnectionSlot
-from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, heartbeat_script
-from ._startup import STOPPED_MARKER, ServerInfo, StartupParser, redact
+from ._scripts import ALIVE_SCRIPT, LISTEN_SCRIPT, STOP_SCRIPT, heartbeat_script
+from ._startup import ELSEWHERE_MARKER, STOPPED_MARKER, ServerInfo, StartupParser, redact
 
 __all__ = ["RemoteServer", "command_word", "failure_reason"]
 
@@ -90,8 +90,10 @@ class RemoteServer:
         options: dict[str, str] | None = None,
         info: ServerInfo | None = None,
         runtime_file: str | None = None,
+        process_start: str = "",
     ) -> None:
         self._slot = slot
+        self._process_start = process_start  # as the inventory saw it (no run dir to tell)
         self._host = host
         self._options = options or {}
         self._parser = StartupParser()
@@ -229,7 +231,7 @@ class RemoteServer:
         Raises:
             SSHConnectError: The connection failed.
         """
-        status, _ = self._slot.current.run(f"kill -0 {int(self.pid or 0)} 2>/dev/null\n")
+        status, _ = self._slot.current.run(ALIVE_SCRIPT, [str(self.pid or 0), self.run_dir or ""])
         return status == 0
 
     def heartbeat(self) -> None:
@@ -261,10 +263,17 @@ class RemoteServer:
             str(self.pid or ""),
             str(int(grace)),
             self.runtime_file or "",
+            self._process_start,
         ]
         try:
             if any(args[:3]):
                 status, output = self._slot.current.run(STOP_SCRIPT, args, timeout=grace + 20.0)
+                if ELSEWHERE_MARKER in output:
+                    other = output.split(ELSEWHERE_MARKER, 1)[1].split("\n", 1)[0].strip()
+                    raise RJupyterError(
+                        f"Jupyter (pid {self.pid}) was started on {other}, not on {self._host} "
+                        f"(they share a home directory); stop it through {other}"
+                    )
                 if status != 0 or STOPPED_MARKER not in output:
                     raise RJupyterError(
                         f"Jupyter (pid {self.pid}) on {self._host} did not stop; check with "
