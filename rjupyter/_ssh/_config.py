@@ -41,7 +41,7 @@ FIELDS = (
     "hostname", "user", "port", "identityfile", "identitiesonly", "identityagent",
     "certificatefile", "proxyjump", "proxycommand", "connecttimeout", "serveraliveinterval",
     "serveralivecountmax", "stricthostkeychecking", "userknownhostsfile",
-    "globalknownhostsfile", "hostkeyalias", "compression",
+    "globalknownhostsfile", "hostkeyalias", "compression", "hashknownhosts",
 )  # fmt: skip
 _MULTI = frozenset({"identityfile", "certificatefile"})
 _LISTS = frozenset({"userknownhostsfile", "globalknownhostsfile"})
@@ -381,6 +381,7 @@ def _finish(state: _State) -> ResolvedConfig:
         "port": "22",
         "identitiesonly": "no",
         "compression": "no",
+        "hashknownhosts": "no",
         "connecttimeout": "none",
         "serveraliveinterval": "0",
         "serveralivecountmax": "3",
@@ -395,7 +396,7 @@ def _finish(state: _State) -> ResolvedConfig:
     resolved.setdefault("identityfile", list(_DEFAULT_IDENTITIES))
     checking = resolved["stricthostkeychecking"][0].lower()
     resolved["stricthostkeychecking"] = [_CHECKING.get(checking, checking)]
-    for key in ("identitiesonly", "compression"):
+    for key in ("identitiesonly", "compression", "hashknownhosts"):
         resolved[key] = [resolved[key][0].lower()]
     context = TokenContext(
         host=hostname,

@@ -161,6 +161,7 @@ def connect(
                 principal=host.host_key_alias or host.hostname,
                 files=host.known_hosts_files,
                 policy=host.host_key_policy,
+                hash_names=host.hash_known_hosts,
             )
             check_host_key(identity, transport.get_remote_server_key(), entries)
             if progress is not None:
@@ -436,11 +437,11 @@ def open_connection(
     chain = split_chain(options.jump) if options.jump is not None else host.proxy_jump
     if via is not None:
         chain = ()
+    # host_key_policy is the target's: each jump host follows its own StrictHostKeyChecking.
     hops = resolve_chain(
         chain,
-        lambda hop: _with_policy(
-            resolve_host(hop, ssh_config=options.ssh_config, identity_file=options.identity_file),
-            options,
+        lambda hop: resolve_host(
+            hop, ssh_config=options.ssh_config, identity_file=options.identity_file
         ),
     )
     if chain or via is not None:
