@@ -47,6 +47,19 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         process.wait()
 
 
+def live_group_members(group: int) -> list[int]:
+    """The processes of a process group that are not zombies."""
+    members = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rpartition(") ")[2].split()
+        except OSError:
+            continue
+        if fields[2] == str(group) and fields[0] != "Z":
+            members.append(int(stat_file.parent.name))
+    return members
+
+
 def alive(process: subprocess.Popen[bytes]) -> bool:
     return process.poll() is None
 
@@ -58,11 +71,18 @@ def boot_id() -> str:
         return ""
 
 
-def fake_run_dir(home: Path, pid: int, sup: int, *, host: str | None = None) -> Path:
-    """A run dir as the launch writes it, for a server that ended long ago (its PIDs reused)."""
-    run = home / ".local/state/rjupyter/abc123"
+def start_time(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()[19]
+
+
+def fake_run_dir(
+    home: Path, pid: int, sup: int, *, host: str | None = None, start: str = "1"
+) -> Path:
+    """A run dir as the launch writes it; by default for a server that ended long ago (the
+    recorded start time is not the PID's: the PIDs were reused)."""
+    run = home / f".local/state/rjupyter/run{pid}"
     run.mkdir(parents=True, mode=0o700)
-    files: dict[str, object] = {"pid": pid, "pid.start": 1, "sup": sup, "sup.start": 1}
+    files: dict[str, object] = {"pid": pid, "pid.start": start, "sup": sup, "sup.start": 1}
     files["uid"] = os.getuid()
     files |= {"host": host or socket.gethostname(), "boot": boot_id(), "log": ""}
     for name, value in files.items():
@@ -135,6 +155,7 @@ def test_the_inventory_reports_other_hosts_and_never_counts_a_kernel(
     mine = spawn("/venv/bin/jupyter-lab --no-browser")
     processes += [other, kernel, mine]
     fake_run_dir(tmp_path, other.pid, other.pid, host=ELSEWHERE)
+    fake_run_dir(tmp_path, mine.pid, mine.pid, start=start_time(mine.pid))
     for port, process in enumerate((other, kernel, mine), 20001):
         write_runtime_file(tmp_path, process.pid, port)
     status, output = LocalConnection(shell, tmp_path).run(INVENTORY_SCRIPT)
@@ -144,6 +165,7 @@ def test_the_inventory_reports_other_hosts_and_never_counts_a_kernel(
     assert records[other.pid].stale
     assert records[kernel.pid].stale, "a kernel's command line mentions jupyter; it is no server"
     assert not records[mine.pid].stale, "a server of this host that runs is listed as running"
+    assert records[mine.pid].managed
     assert records[mine.pid].app == "lab"
     with pytest.raises(RJupyterError, match=f"started on {ELSEWHERE}"):
         find_server(list(records.values()), host="login2", pid=other.pid, port=None)
@@ -179,8 +201,10 @@ def test_a_launched_server_is_recorded_and_stopped_exactly(shell: str, tmp_path:
         assert (run / "sup.start").read_text().strip().isdigit()
         info = ServerInfo(port=1, path="/", token="t", pid=pid, run_dir=str(run))
         assert local_server(shell, tmp_path, info).alive()
+        supervisor = int((run / "sup").read_text())
         local_server(shell, tmp_path, info).stop(grace=2)
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+        assert live_group_members(supervisor) == [], "the watchdog outlived the stop"
+        assert pid not in live_group_members(supervisor)
         assert not run.exists()
         launch.wait(10)
     finally:

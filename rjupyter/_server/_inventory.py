@@ -139,7 +139,7 @@ def parse_inventory(output: str) -> list[ServerRecord]:
     files: list[tuple[str, float, dict[str, object]]] = []
     for line in output.splitlines():
         kind, _, rest = line.partition(" ")
-        fields = rest.split("\t", 5)
+        fields = rest.split("\t", 5 if kind == "RJ-PROC" else -1)  # a command line may hold tabs
         if kind == "RJ-HOST" and len(fields) == 3:
             here = _Here(*fields)
         elif kind == "RJ-RUN" and len(fields) >= 4 and fields[1].isdigit():

@@ -111,6 +111,8 @@ start=$(cat "$run/pid.start")
       : > "$run/abandoned"; rj_ours "$pid" "$start" && kill -TERM "$pid"; break
     fi
   done ) &
+watch=$!
+rj_started "$watch" > "$run/watch.start"; echo "$watch" > "$run/watch"
 wait "$pid"
 echo "$?" > "$run/status"
 [ -e "$run/abandoned" ] && rm -rf -- "$run"
@@ -128,7 +130,7 @@ STOP_SCRIPT = f"""\
 shell=$1 run=$2 pid=$3 grace=$4 runtime=$5 start=${{6:-}}
 {_PROCESS_FUNCTIONS}nap() {{ sleep 0.1 2>/dev/null || sleep 1; }}
 wait_gone() {{ n=0; while rj_alive "$1" && [ "$n" -lt "$2" ]; do nap; n=$((n + 1)); done; }}
-sup= sup_start=
+sup= sup_start= watch= watch_start=
 if [ -n "$run" ] && [ -d "$run" ]; then
   if [ -s "$run/host" ] && [ "$(cat "$run/host")" != "$(rj_host)" ]; then
     printf '%s %s\\n' {ELSEWHERE_MARKER} "$(cat "$run/host")"; exit 3
@@ -136,6 +138,7 @@ if [ -n "$run" ] && [ -d "$run" ]; then
   [ -z "$pid" ] && pid=$(cat "$run/pid" 2>/dev/null)
   [ -z "$start" ] && start=$(cat "$run/pid.start" 2>/dev/null)
   sup=$(cat "$run/sup" 2>/dev/null); sup_start=$(cat "$run/sup.start" 2>/dev/null)
+  watch=$(cat "$run/watch" 2>/dev/null); watch_start=$(cat "$run/watch.start" 2>/dev/null)
   if [ -s "$run/boot" ] && [ "$(cat "$run/boot")" != "$(rj_boot)" ]; then pid= sup=; fi
 fi
 [ -n "$shell" ] && kill -TERM "-$shell" 2>/dev/null
@@ -156,8 +159,10 @@ if [ -n "$pid" ] && {{ [ -z "$run" ] || [ ! -e "$run/status" ]; }} \\
     rj_ours "${{kid%%:*}}" "${{kid#*:}}" && kill -KILL "${{kid%%:*}}" 2>/dev/null
   done
 fi
-if [ -n "$sup" ] && rj_ours "$sup" "$sup_start" rjupyter-supervisor; then
-  kill -TERM "-$sup" 2>/dev/null || kill -TERM "$sup" 2>/dev/null
+# The supervisor's group (its watchdog, which may outlive it), while a member is verifiably ours.
+if [ -n "$sup" ] && {{ rj_ours "$sup" "$sup_start" rjupyter-supervisor \\
+    || rj_ours "$watch" "$watch_start"; }}; then
+  kill -TERM "-$sup" 2>/dev/null || kill -TERM "$sup" "$watch" 2>/dev/null
   wait_gone "$sup" 30
 fi
 gone=yes; [ -n "$pid" ] && rj_ours "$pid" "$start" jupyter && gone=
