@@ -15,14 +15,16 @@ import pytest
 from rjupyter import SSHConnectError
 from rjupyter._ssh._hostconfig import resolve_host
 
+#: By its path: the tests empty PATH to hide ssh.
+TOUCH = shutil.which("touch") or "/usr/bin/touch"
 HOSTILE_HOSTS = [
-    "x;/usr/bin/touch {marker}",
-    "$(/usr/bin/touch {marker})",
-    "`/usr/bin/touch {marker}`",
-    "x&&/usr/bin/touch {marker}",
-    "x|/usr/bin/touch {marker}",
-    "-oProxyCommand=/usr/bin/touch {marker}",
-    "x\n/usr/bin/touch {marker}",
+    "x;{touch} {marker}",
+    "$({touch} {marker})",
+    "`{touch} {marker}`",
+    "x&&{touch} {marker}",
+    "x|{touch} {marker}",
+    "-oProxyCommand={touch} {marker}",
+    "x\n{touch} {marker}",
 ]
 
 
@@ -36,8 +38,7 @@ def no_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def config_running(tmp_path: Path, marker: Path) -> Path:
     config = tmp_path / "config"
-    touch = shutil.which("touch")  # by its path: PATH is empty when no ssh is installed
-    config.write_text(f'Match exec "{touch} {marker}.%h"\n    User nobody\nHost *\n    Port 22\n')
+    config.write_text(f'Match exec "{TOUCH} {marker}.%h"\n    User nobody\nHost *\n    Port 22\n')
     config.chmod(0o600)
     return config
 
@@ -48,7 +49,7 @@ def test_a_host_name_with_shell_metacharacters_runs_nothing(template: str, tmp_p
     marker = tmp_path / "PWNED"
     config = config_running(tmp_path, marker)
     with pytest.raises(SSHConnectError, match="holds characters no host name has"):
-        resolve_host(template.format(marker=marker), ssh_config=config)
+        resolve_host(template.format(touch=TOUCH, marker=marker), ssh_config=config)
     assert not marker.exists()
     assert list(tmp_path.glob("PWNED*")) == []
 
