@@ -21,11 +21,14 @@ from .._ssh._connection import ConnectionSlot
 from ._scripts import ALIVE_SCRIPT, LISTEN_SCRIPT, STOP_SCRIPT, heartbeat_script
 from ._startup import ELSEWHERE_MARKER, STOPPED_MARKER, ServerInfo, StartupParser, redact
 
-__all__ = ["RemoteServer", "command_word", "failure_reason"]
+__all__ = ["MAX_LINE", "RemoteServer", "command_word", "failure_reason"]
 
 logger = logging.getLogger(__name__)
 
 _TAIL_LINES = 60
+_TAIL_WIDTH = 2000
+#: Bytes of one line of remote output kept at most; the rest of a longer line is dropped.
+MAX_LINE = 1 << 16
 _REASONS = {
     "workdir": "the working directory {workdir!r} does not exist on the remote host (or is "
     "not a directory you may enter); create it or pass another workdir",
@@ -179,8 +182,12 @@ class RemoteServer:
             while data := channel.recv(32768):
                 pending += data
                 *lines, pending = pending.split(b"\n")
+                if len(pending) > MAX_LINE:  # a line that never ends (\r progress bars)
+                    logger.debug("[%s] a line of output passed %d bytes; cut", self._host, MAX_LINE)
+                    lines.append(pending[:MAX_LINE])
+                    pending = b""
                 for raw in lines:
-                    self._take_line(raw.decode(errors="replace").rstrip("\r"))
+                    self._take_line(raw[:MAX_LINE].decode(errors="replace").rstrip("\r"))
             if pending:
                 self._take_line(pending.decode(errors="replace"))
         except (OSError, EOFError, paramiko.SSHException) as exc:
@@ -190,7 +197,7 @@ class RemoteServer:
             self._found.set()
 
     def _take_line(self, line: str) -> None:
-        self._tail.append(line)
+        self._tail.append(line if len(line) <= _TAIL_WIDTH else line[:_TAIL_WIDTH] + " [...]")
         if self.info is None:
             self.info = self._parser.feed(line)
             if self.info is not None or self._parser.error_code is not None:
