@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,6 +155,7 @@ def test_an_upload_is_never_readable_under_a_looser_mode(
     secret.chmod(0o600)
     remote_dir = lab.home / "secrets"
     remote_dir.mkdir(mode=0o755, exist_ok=True)
+    shutil.chown(remote_dir, user=lab.user)
     seen: list[str] = []
 
     def look(done: int, total: int) -> None:
@@ -178,12 +180,14 @@ def test_a_download_never_takes_setuid_sticky_or_world_writable_bits(
 ) -> None:
     remote = lab.home / "modes"
     remote.mkdir(exist_ok=True)
-    for name, mode in {"setuid": 0o4755, "setgid": 0o2750, "open": 0o666, "sticky": 0o1644}.items():
+    shutil.chown(remote, user=lab.user)
+    for name, mode in {"setuid": 0o4755, "setgid": 0o2755, "open": 0o666, "sticky": 0o1644}.items():
         (remote / name).write_text(name)
+        shutil.chown(remote / name, user=lab.user)
         (remote / name).chmod(mode)
     local = nb.download("~/modes", tmp_path / "modes")
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in local.iterdir()}
-    assert modes == {"setuid": 0o755, "setgid": 0o750, "open": 0o664, "sticky": 0o644}
+    assert modes == {"setuid": 0o755, "setgid": 0o755, "open": 0o664, "sticky": 0o644}
 
 
 class HostileListing:
