@@ -11,7 +11,6 @@ import enum
 import functools
 import logging
 import threading
-import webbrowser
 from collections.abc import Sequence
 
 from ._deadline import Deadline
@@ -20,6 +19,7 @@ from ._exits import Tracked, track
 from ._forward._forwarder import LOOPBACK, Forwarder
 from ._handle import ServerHandle
 from ._jupyter._automation import NotebookAutomation
+from ._jupyter._redirect import BrowserRedirect
 from ._launch import AttachTarget, Environment, LaunchSpec, Scheduler, attach_target, launcher_for
 from ._lifecycle import ClosingContext, add_note, first_of
 from ._server._scripts import APPS
@@ -191,6 +191,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         self._sigterm: SigtermHold | None = None
         self._tracked: Tracked | None = None
         self._handle: ServerHandle | None = None
+        self._redirect = BrowserRedirect()
 
     @classmethod
     def attach(
@@ -358,6 +359,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
             finally:
                 if session is not None:
                     session.close()
+                self._redirect.close()
                 if self._sigterm is not None:
                     self._sigterm.release()
         logger.debug("closed notebook on %s", self.host)
@@ -442,8 +444,16 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         return self._running()[1]
 
     def open_browser(self) -> bool:
-        """Open :attr:`url` in the local web browser; False when none could be started."""
-        return webbrowser.open(self.url)
+        """Open the notebook in the local web browser; False when none could be started.
+
+        The browser is given the path of a private page (mode 0600, in a 0700 temp directory,
+        removed on close) that forwards to :attr:`url`: the token never appears on a command
+        line that other local users could read.
+
+        Raises:
+            RJupyterError: The redirect page cannot be written.
+        """
+        return self._redirect.open(self.url)
 
     def __repr__(self) -> str:
         parts = [f"host={self.host!r}", f"app={self.app!r}", f"state={self._state.value}"]

@@ -178,3 +178,24 @@ def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+#: The POSIX shells the remote scripts are tested under (dash is Debian's /bin/sh; bash is
+#: /bin/sh on RHEL-family hosts and reads a script on stdin byte by byte).
+SHELLS = [shell for shell in ("dash", "bash") if shutil.which(shell)]
+
+
+def run_shell(
+    shell: str, text: str, home: Path, args: list[str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run ``text`` as a remote host does (``shell -s`` with the script on stdin) in ``home``."""
+    return subprocess.run(
+        [shell, "-s", *(args or [])],
+        input=text,
+        capture_output=True,
+        text=True,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+        cwd=home,
+        check=False,
+        timeout=timeout,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,27 @@ def test_the_browser_leaves_nothing_behind(chromium: str) -> None:
             browser.__enter__()
     assert _live_group_members(group) == []
     assert not profile.exists()
+
+
+def test_the_redirect_page_of_open_browser_logs_the_browser_in(
+    chromium: str, remote: LabHost, nb_options: dict[str, Any]
+) -> None:
+    # open_browser() gives the browser only this page's path (issue 15, finding 1): the page
+    # must still lead to the notebook, logged in (the API answers the browser's cookie).
+    with RemoteNotebook(remote.name, app="lab", **nb_options) as nb:
+        page = nb._redirect.write(nb.url)
+        with Chromium(chromium) as browser:
+            browser.goto(page.as_uri())
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if browser.evaluate("location.protocol") == "http:":
+                        break
+                except LabError:
+                    pass  # the page is being replaced
+                assert time.monotonic() < deadline, "the redirect page did not forward"
+                time.sleep(0.1)
+            browser.wait_for("document.readyState === 'complete'")
+            status = browser.evaluate("fetch('/api/status').then(r => r.status)")
+            assert status == 200, "the browser is not logged in to the notebook"
+    assert not page.exists()

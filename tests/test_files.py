@@ -7,14 +7,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import paramiko
 import pytest
 
 from rjupyter import PathNotFoundError, RemoteNotebook, TransferError
+from rjupyter._jupyter import _files
 from rjupyter.testing import Lab, LabHost
 
 MIB = 1024 * 1024
@@ -139,3 +142,73 @@ def test_a_failing_progress_callback_leaves_the_connection_usable(
     with pytest.raises(Stop):
         nb.download("~/mid.bin", tmp_path / "mid.back", progress=stop)
     assert nb.download("~/mid.bin", tmp_path / "again.bin").read_bytes() == local.read_bytes()
+
+
+# -- modes (issue 15, finding 6) ------------------------------------------------------------
+
+
+def test_an_upload_is_never_readable_under_a_looser_mode(
+    nb: RemoteNotebook, lab: Lab, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.key"
+    secret.write_bytes(os.urandom(4 * MIB))
+    secret.chmod(0o600)
+    remote_dir = lab.home / "secrets"
+    remote_dir.mkdir(mode=0o755, exist_ok=True)
+    shutil.chown(remote_dir, user=lab.user)
+    seen: list[str] = []
+
+    def look(done: int, total: int) -> None:
+        """Mid-transfer, everything another user could open under the destination is 0600."""
+        for path in remote_dir.rglob("*"):
+            try:
+                mode = stat.S_IMODE(path.lstat().st_mode)
+            except FileNotFoundError:
+                continue  # renamed into place meanwhile
+            if path.is_dir() or path.parent == remote_dir:
+                assert mode & 0o077 == 0, f"{path} is {oct(mode)} during the transfer"
+            seen.append(path.name)
+
+    nb.upload(secret, "~/secrets/secret.key", progress=look)
+    assert seen, "the progress callback looked during the transfer"
+    assert stat.S_IMODE((remote_dir / "secret.key").stat().st_mode) == 0o600
+    assert [path.name for path in remote_dir.iterdir()] == ["secret.key"], "no staging left"
+
+
+def test_a_download_never_takes_setuid_sticky_or_world_writable_bits(
+    nb: RemoteNotebook, lab: Lab, tmp_path: Path
+) -> None:
+    remote = lab.home / "modes"
+    remote.mkdir(exist_ok=True)
+    shutil.chown(remote, user=lab.user)
+    for name, mode in {"setuid": 0o4755, "setgid": 0o2755, "open": 0o666, "sticky": 0o1644}.items():
+        (remote / name).write_text(name)
+        shutil.chown(remote / name, user=lab.user)
+        (remote / name).chmod(mode)
+    local = nb.download("~/modes", tmp_path / "modes")
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in local.iterdir()}
+    assert modes == {"setuid": 0o755, "setgid": 0o755, "open": 0o664, "sticky": 0o644}
+
+
+class HostileListing:
+    """An SFTP server that lists a directory entry named to escape the destination."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def stat(self, path: str) -> paramiko.SFTPAttributes:
+        attributes = paramiko.SFTPAttributes()
+        attributes.st_mode = stat.S_IFDIR | 0o755
+        return attributes
+
+    def listdir_attr(self, path: str) -> list[paramiko.SFTPAttributes]:
+        entry = paramiko.SFTPAttributes()
+        entry.filename, entry.st_mode, entry.st_size = self.name, stat.S_IFREG | 0o644, 1
+        return [entry]
+
+
+@pytest.mark.parametrize("name", ["../../.bashrc", "..", ".", "a/b", "/etc/passwd"])
+def test_a_listed_name_that_escapes_the_destination_is_refused(name: str) -> None:
+    sftp = cast(paramiko.SFTPClient, HostileListing(name))
+    with pytest.raises(PermissionError, match="outside the destination"):
+        _files._remote_tree(sftp, "/remote/dir")

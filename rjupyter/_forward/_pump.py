@@ -52,7 +52,7 @@ from .._paramiko._socket import transport_socket
 from .._paramiko._spliced import Connection, State
 from ._windows import LinkEstimate
 
-__all__ = ["CHANNEL_OPEN_TIMEOUT", "LINK_WAIT", "READ_SIZE", "Pump"]
+__all__ = ["CHANNEL_OPEN_TIMEOUT", "LINK_WAIT", "MAX_CONNECTIONS", "READ_SIZE", "Pump"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ _PAUSE = 0.1
 _TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
 #: Connections accepted per turn of the loop, so that a burst does not starve the others.
 _ACCEPTS_PER_TURN = 64
+#: Open connections per tunnel at most (each may queue up to one channel window of data, so
+#: this also bounds the memory any local user can make a tunnel hold); more are refused.
+MAX_CONNECTIONS = 1024
 
 
 class Pump:
@@ -77,11 +80,20 @@ class Pump:
         remote_address: ``(host, port)`` as seen from the SSH server.
         link: The link's round trip: sizes each channel's window, and learns from open times.
         max_packet: The largest SSH packet the server may send us.
+        max_connections: Connections open at once at most; more are closed as they come.
     """
 
     def __init__(
-        self, name: str, remote_address: tuple[str, int], link: LinkEstimate, max_packet: int
+        self,
+        name: str,
+        remote_address: tuple[str, int],
+        link: LinkEstimate,
+        max_packet: int,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        self._max_connections = max_connections
+        self._refusing = False  # over the limit now (logged once per episode)
         self._remote_address = remote_address
         self._link = link
         # Upstream reads land here (pump thread only): recv() of a large size allocates, and
@@ -285,6 +297,9 @@ class Pump:
                 self._selector.unregister(listener)
                 self._paused.append((time.monotonic() + _PAUSE, listener))
                 return
+            if self._over_limit():
+                sock.close()
+                continue
             try:
                 sock.setblocking(False)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -295,6 +310,20 @@ class Pump:
             self._connections.add(connection)
             self._unopened.add(connection)
             self._start(connection)
+
+    def _over_limit(self) -> bool:
+        """True while the tunnel holds :data:`MAX_CONNECTIONS` connections (logged once)."""
+        self._relays = {c for c in self._relays if c.state is State.RELAYED}
+        over = len(self._connections) + len(self._relays) >= self._max_connections
+        if over and not self._refusing:
+            logger.warning(
+                "the tunnel to %s:%s has %d connections open, its limit: refusing new ones "
+                "until some close",
+                *self._remote_address,
+                self._max_connections,
+            )
+        self._refusing = over
+        return over
 
     def _start(self, connection: Connection) -> None:
         """Open the connection's channel, or let it wait for the link."""

@@ -8,6 +8,13 @@ Destination rule: the destination is the path the copy gets (a file becomes that
 directory that directory, merged into one that exists); a destination ending in ``/`` means
 "into this directory" and gets the source's name appended. Missing parents are created.
 A remote ``~`` is the remote home; relative remote paths are relative to it too.
+
+Modes: an upload is written inside a private (0700) staging directory next to its destination,
+given its final mode, then renamed into place, so no byte of a 0600 file is ever readable
+under a looser mode (nor left so by an interrupted transfer). A download is created 0600 and
+given the remote mode without the setuid, setgid, sticky and world-writable bits. A remote
+directory listing that names an entry with ``/`` in it, or ``.``/``..``, is refused (the scp
+CVE-2019-6111 class: a hostile server writing outside the destination).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import errno
 import logging
 import os
 import posixpath
+import secrets
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +39,9 @@ __all__ = ["Progress", "download", "upload"]
 logger = logging.getLogger(__name__)
 
 _INTO_DIRECTORY = "is a directory; end the destination with / to copy into it"
+#: The mode bits a download may take from the remote file: no setuid/setgid/sticky, and not
+#: writable by everyone.
+_DOWNLOAD_MODE_MASK = 0o775
 
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)`` over a whole transfer (all files of a directory)."""
@@ -130,29 +141,74 @@ def upload(
         if target.endswith("/"):
             target += source.name
         target = target.rstrip("/") or "/"
+        staging = _Staging(sftp)
         try:
             if source.is_file():
-                _put_file(sftp, source, target, counter)
+                _put_file(staging, source, target, counter)
             else:
-                _put_tree(sftp, source, target, counter)
+                _put_tree(staging, source, target, counter)
         except OSError as error:
             raise _remote_error(error, getattr(error, "filename", None) or target, host) from error
+        finally:
+            staging.close()
     logger.debug("uploaded %s to %s:%s (%d bytes)", source, host, target, counter.done)
     return target
 
 
-def _put_file(sftp: paramiko.SFTPClient, source: Path, target: str, counter: _Counter) -> None:
+class _Staging:
+    """Private (0700) directories next to each destination: a file is written there, given its
+    final mode, and renamed into place; :meth:`close` removes them (and what an interrupted
+    transfer left in them)."""
+
+    def __init__(self, sftp: paramiko.SFTPClient) -> None:
+        self.sftp = sftp
+        self._directories: dict[str, str] = {}
+
+    def place(self, target: str) -> str:
+        """Where to write ``target`` before it gets its name."""
+        parent = posixpath.dirname(target) or "/"
+        stage = self._directories.get(parent)
+        if stage is None:
+            stage = posixpath.join(parent, f".rjupyter-upload-{secrets.token_hex(6)}")
+            self.sftp.mkdir(stage, mode=0o700)
+            self._directories[parent] = stage
+        return posixpath.join(stage, posixpath.basename(target))
+
+    def commit(self, staged: str, target: str) -> None:
+        """Give ``staged`` the name ``target`` (replacing a file there)."""
+        try:
+            self.sftp.posix_rename(staged, target)
+        except OSError:  # no posix-rename@openssh.com: plain SFTP rename refuses to replace
+            if _remote_kind(self.sftp, target) == "file":
+                self.sftp.remove(target)
+            self.sftp.rename(staged, target)
+
+    def close(self) -> None:
+        for stage in self._directories.values():
+            try:
+                for name in self.sftp.listdir(stage):
+                    self.sftp.remove(posixpath.join(stage, name))
+                self.sftp.rmdir(stage)
+            except OSError as error:
+                logger.warning("could not remove the staging directory %s: %s", stage, error)
+
+
+def _put_file(staging: _Staging, source: Path, target: str, counter: _Counter) -> None:
+    sftp = staging.sftp
     if _remote_kind(sftp, target) == "dir":
         raise IsADirectoryError(errno.EISDIR, _INTO_DIRECTORY, target)
     _remote_makedirs(sftp, posixpath.dirname(target))
     size = source.stat().st_size
+    staged = staging.place(target)
     with source.open("rb") as stream:
-        sftp.putfo(stream, target, file_size=size, callback=counter.file_callback())
-    sftp.chmod(target, stat.S_IMODE(source.stat().st_mode))
+        sftp.putfo(stream, staged, file_size=size, callback=counter.file_callback())
+    sftp.chmod(staged, stat.S_IMODE(source.stat().st_mode))
+    staging.commit(staged, target)
     counter.add(size)
 
 
-def _put_tree(sftp: paramiko.SFTPClient, source: Path, target: str, counter: _Counter) -> None:
+def _put_tree(staging: _Staging, source: Path, target: str, counter: _Counter) -> None:
+    sftp = staging.sftp
     if _remote_kind(sftp, target) == "file":
         raise NotADirectoryError(errno.ENOTDIR, "is a file, the source a directory", target)
     _remote_makedirs(sftp, target)
@@ -164,7 +220,7 @@ def _put_tree(sftp: paramiko.SFTPClient, source: Path, target: str, counter: _Co
         for name in sorted(names):
             path = Path(directory, name)
             if path.is_file():
-                _put_file(sftp, path, posixpath.join(remote_dir, name), counter)
+                _put_file(staging, path, posixpath.join(remote_dir, name), counter)
 
 
 def _remote_kind(sftp: paramiko.SFTPClient, path: str) -> str | None:
@@ -217,8 +273,9 @@ def download(
                 (target / relative).mkdir(parents=True, exist_ok=True)
             for relative, size, mode in files:
                 remote_file = posixpath.join(source, relative) if relative else source
-                _get_file(sftp, remote_file, target / relative if relative else target, counter)
-                (target / relative if relative else target).chmod(stat.S_IMODE(mode))
+                path = target / relative if relative else target
+                _get_file(sftp, remote_file, path, counter)
+                path.chmod(stat.S_IMODE(mode) & _DOWNLOAD_MODE_MASK)
                 counter.add(size)
         except FileNotFoundError as error:  # vanished while we copied
             raise _remote_error(error, source, host) from error
@@ -232,7 +289,10 @@ def _get_file(sftp: paramiko.SFTPClient, remote_file: str, path: Path, counter: 
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, _INTO_DIRECTORY, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as stream:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(path, flags, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file that was there keeps its mode through O_TRUNC
+    with os.fdopen(descriptor, "wb") as stream:
         sftp.getfo(remote_file, stream, callback=counter.file_callback())
 
 
@@ -251,6 +311,13 @@ def _remote_tree(
     while pending:
         relative = pending.pop()
         for entry in sftp.listdir_attr(posixpath.join(source, relative)):
+            if "/" in entry.filename or entry.filename in ("", ".", ".."):
+                raise PermissionError(
+                    errno.EACCES,
+                    f"the server listed an entry named {entry.filename!r}, which would write "
+                    "outside the destination; refusing it (is the server compromised?)",
+                    posixpath.join(source, relative),
+                )
             path = posixpath.join(relative, entry.filename)
             if stat.S_ISLNK(entry.st_mode or 0):
                 entry = sftp.stat(posixpath.join(source, path))  # noqa: PLW2901

@@ -327,6 +327,7 @@ class Kernel:
             )
             msg_id = request["header"]["msg_id"]
             collector = OutputCollector(on_output)
+            socket.discard_pending()  # nothing before this request belongs to it
             socket.send(request)
             deadline = None if timeout is None else Deadline(timeout)
             try:

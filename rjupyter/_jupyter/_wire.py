@@ -24,9 +24,12 @@ from .._deadline import Deadline
 from .._errors import KernelError, LaunchTimeout, RJupyterError
 from ._messages import Message
 
-__all__ = ["Endpoint", "KernelSocket", "refusal_error"]
+__all__ = ["INBOX_LIMIT", "Endpoint", "KernelSocket", "refusal_error"]
 
 logger = logging.getLogger(__name__)
+
+#: Unread kernel messages kept at most; older ones are dropped (with a WARNING).
+INBOX_LIMIT = 10_000
 
 #: Loopback only: an opener that ignores ``http_proxy`` and friends.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -197,6 +200,7 @@ class KernelSocket:
             ) from error
         self._socket.settimeout(None)
         self._inbox: queue.Queue[Message | Exception] = queue.Queue()
+        self._dropped = 0
         self._reader = threading.Thread(
             target=self._read, name=f"rjupyter-kernel-{kernel_id[:8]}", daemon=True
         )
@@ -208,9 +212,41 @@ class KernelSocket:
                 frame = self._socket.recv()
                 if not frame:
                     raise websocket.WebSocketConnectionClosedException("closed by the server")
-                self._inbox.put(decode_frame(frame))
+                self._put(decode_frame(frame))
         except Exception as error:  # handed to the consumer, who raises it
             self._inbox.put(error)
+
+    def _put(self, message: Message) -> None:
+        """Queue a message; past :data:`INBOX_LIMIT` unread ones, drop the oldest (IOPub from
+        other clients or a chatty background thread would otherwise pile up for ever)."""
+        while self._inbox.qsize() >= INBOX_LIMIT:
+            try:
+                self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            self._dropped += 1
+            if self._dropped == 1:
+                logger.warning(
+                    "kernel %s: more than %d messages arrived that nobody read; dropping the "
+                    "oldest from now on",
+                    self.kernel_id,
+                    INBOX_LIMIT,
+                )
+        self._inbox.put(message)
+
+    def discard_pending(self) -> int:
+        """Drop what arrived while nobody waited (IOPub between requests); return how many.
+        A broken connection stays queued, for :meth:`receive` to raise."""
+        count = 0
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return count
+            if isinstance(item, Exception):
+                self._inbox.put(item)
+                return count
+            count += 1
 
     def send(self, message: Message) -> None:
         """Send one message.

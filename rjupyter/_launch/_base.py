@@ -23,6 +23,7 @@ login node; one :class:`~._batch.Scheduler` subclass per batch system, e.g. Slur
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -114,9 +115,16 @@ class LaunchSpec:
         low, high = REMOTE_PORT_RANGE
         return self.remote_port or low + secrets.randbelow(high - low)
 
-    def connect(self, deadline: Deadline, host: str | None = None) -> SSHConnection:
-        """Log in to ``host`` (default: :attr:`host`) with the notebook's options."""
-        return open_connection(host or self.host, self.options, deadline)
+    def connect(
+        self, deadline: Deadline, host: str | None = None, *, hop: bool = False
+    ) -> SSHConnection:
+        """Log in to ``host`` (default: :attr:`host`) with the notebook's options.
+
+        ``hop``: the host is a way to the server (a batch system's login node), not where it
+        runs; ``host_key_policy`` is the server host's, so the hop follows its own ssh_config.
+        """
+        options = dataclasses.replace(self.options, host_key_policy=None) if hop else self.options
+        return open_connection(host or self.host, options, deadline)
 
 
 class Launcher(abc.ABC):
@@ -230,7 +238,9 @@ class Launcher(abc.ABC):
         if self.slot is not None:
             self.slot.close()
 
-    def _live(self, slot: ConnectionSlot | None, host: str | None = None) -> ConnectionSlot:
+    def _live(
+        self, slot: ConnectionSlot | None, host: str | None = None, *, hop: bool = False
+    ) -> ConnectionSlot:
         """``slot``, logged in again once if its connection dropped (for one last command).
 
         Raises:
@@ -238,5 +248,5 @@ class Launcher(abc.ABC):
         """
         assert slot is not None
         if not slot.current.is_active:
-            slot.swap(self.spec.connect(Deadline(_STOP_RECONNECT), host))
+            slot.swap(self.spec.connect(Deadline(_STOP_RECONNECT), host, hop=hop))
         return slot

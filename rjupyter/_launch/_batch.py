@@ -57,7 +57,7 @@ class BatchLauncher(Launcher):
 
     def start(self, deadline: Deadline) -> RemoteServer:
         spec, system = self.spec, self.system
-        login = self.login = ConnectionSlot(spec.connect(Deadline(spec.timeout)))
+        login = self.login = ConnectionSlot(spec.connect(Deadline(spec.timeout), hop=True))
         job = self.job = BatchJob(
             system,
             login,
@@ -91,7 +91,7 @@ class BatchLauncher(Launcher):
         login = self.login
         assert login is not None
         if not login.current.is_active:
-            login.swap(self.spec.connect(deadline))
+            login.swap(self.spec.connect(deadline, hop=True))
         return open_connection(self.node, self.spec.options, deadline, via=login.current)
 
     def reconnect(self, deadline: Deadline) -> SSHConnection:
@@ -129,7 +129,7 @@ class BatchLauncher(Launcher):
         if job is None:
             return
         try:
-            self._live(self.login)
+            self._live(self.login, hop=True)
         except SSHConnectError as exc:
             which = job.job_id or job.name
             raise RJupyterError(

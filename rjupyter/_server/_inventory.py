@@ -42,8 +42,12 @@ __all__ = [
 ]
 
 
+_MODULES = {"jupyter_server": "server", "jupyterlab": "lab", "notebook": "notebook"}
+
+
 def app_of(command: str) -> str | None:
-    """Which front end a Jupyter command line runs: ``.../jupyter-lab ...`` or ``jupyter lab``."""
+    """Which front end a Jupyter command line runs (``.../jupyter-lab ...``, ``jupyter lab``,
+    ``python -m jupyterlab``); None for anything else, kernels included."""
     words = [os.path.basename(word) for word in command.split()]
     if not words:
         return None  # no command line: a process that just ended (or a kernel thread)
@@ -52,6 +56,8 @@ def app_of(command: str) -> str | None:
             return word[8:]
         if word == "jupyter" and following in APPS:
             return following
+        if word == "-m" and following in _MODULES:
+            return _MODULES[following]
     return None
 
 
@@ -70,6 +76,8 @@ class ServerRecord:
         stale: True when its PID is not a live Jupyter on this host (the runtime file was left
             behind, or the server runs on another machine sharing this home directory).
         keep_running: True when rjupyter started it with ``keep_running=True``.
+        other_host: The host it was started on, when rjupyter's record says that is another
+            machine sharing this home directory (it is then ``stale`` here); else None.
     """
 
     pid: int
@@ -81,51 +89,120 @@ class ServerRecord:
     managed: bool
     stale: bool
     keep_running: bool = False
+    other_host: str | None = None
     runtime_file: str = field(default="", repr=False)
     run_dir: str | None = field(default=None, repr=False)
     base_url: str = field(default="/", repr=False)
     token: str = field(default="", repr=False)
+    process_start: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One of rjupyter's run dirs: where and when its server was started."""
+
+    path: str
+    keep: bool
+    host: str
+    boot: str
+    start: str
+
+
+@dataclass(frozen=True)
+class _Process:
+    """A process a record names, as the host saw it."""
+
+    state: str
+    uid: str
+    start: str
+    epoch: float | None
+    command: str
+
+
+@dataclass(frozen=True)
+class _Here:
+    """The host the inventory ran on."""
+
+    host: str = ""
+    boot: str = ""
+    uid: str = ""
+
+
+#: A process started this long after its runtime file was written is not the one it describes.
+_CLOCK_SLACK = 60.0
 
 
 def parse_inventory(output: str) -> list[ServerRecord]:
     """Turn the inventory script's output into records, newest first."""
-    runs: dict[int, tuple[str, bool]] = {}
-    processes: dict[int, tuple[str, str]] = {}
+    here = _Here()
+    runs: dict[int, _Run] = {}
+    processes: dict[int, _Process] = {}
     files: list[tuple[str, float, dict[str, object]]] = []
     for line in output.splitlines():
         kind, _, rest = line.partition(" ")
-        fields = rest.split("\t")
-        if kind == "RJ-RUN" and len(fields) == 4 and fields[1].isdigit():
-            runs[int(fields[1])] = (fields[0], fields[2] == "keep")
-        elif kind == "RJ-PROC" and len(fields) == 3 and fields[0].isdigit():
-            processes[int(fields[0])] = (fields[1], fields[2])
-        elif kind == "RJ-FILE" and len(fields) == 3:
+        fields = rest.split("\t", 5 if kind == "RJ-PROC" else -1)  # a command line may hold tabs
+        if kind == "RJ-HOST" and len(fields) == 3:
+            here = _Here(*fields)
+        elif kind == "RJ-RUN" and len(fields) >= 4 and fields[1].isdigit():
+            host, boot, start = [*fields[4:], "", "", ""][:3]
+            run = _Run(fields[0], fields[2] == "keep", host, boot, start)
+            if int(fields[1]) not in runs or host == here.host:
+                runs[int(fields[1])] = run
+        elif kind == "RJ-PROC" and len(fields) == 6 and fields[0].isdigit():
+            epoch = float(fields[4]) if fields[4].isdigit() else None
+            processes[int(fields[0])] = _Process(fields[1], fields[2], fields[3], epoch, fields[5])
+        elif kind == "RJ-FILE" and len(fields) >= 3:
             try:
-                content = json.loads(fields[2])
+                content = json.loads("\t".join(fields[2:]))
                 mtime = float(fields[1])
             except ValueError:
                 continue
             if isinstance(content, dict) and isinstance(content.get("pid"), int):
                 files.append((fields[0], mtime, content))
-    records = [_record(path, mtime, data, runs, processes) for path, mtime, data in files]
+    records = [
+        _record(path, mtime, data, here=here, runs=runs, processes=processes)
+        for path, mtime, data in files
+    ]
     return sorted(records, key=lambda record: record.started or _EPOCH, reverse=True)
 
 
 _EPOCH = datetime.datetime.fromtimestamp(0, tz=datetime.timezone.utc)
 
 
+def _other_host(run: _Run | None, here: _Here) -> str | None:
+    """The host a run dir was made on, when that is not this one."""
+    if run is None or not run.host or not here.host or run.host == here.host:
+        return None
+    return run.host
+
+
+def _alive(process: _Process | None, run: _Run | None, here: _Here, mtime: float) -> bool:
+    """True when the PID is still the server its records describe, on this host."""
+    if process is None or process.state in ("", "Z") or _other_host(run, here):
+        return False
+    if here.uid and process.uid != here.uid:
+        return False  # another user's process under a reused PID
+    if run is not None and run.boot and here.boot and run.boot != here.boot:
+        return False  # started before a reboot
+    if run is not None and run.start:
+        return process.start == run.start  # the very process rjupyter started
+    if app_of(process.command) is None:
+        return False  # not a Jupyter server (a kernel's command line mentions jupyter too)
+    return process.epoch is None or not mtime or process.epoch <= mtime + _CLOCK_SLACK
+
+
 def _record(
     path: str,
     mtime: float,
     data: dict[str, object],
-    runs: dict[int, tuple[str, bool]],
-    processes: dict[int, tuple[str, str]],
+    *,
+    here: _Here,
+    runs: dict[int, _Run],
+    processes: dict[int, _Process],
 ) -> ServerRecord:
     pid = int(str(data["pid"]))
-    state, command = processes.get(pid, ("", ""))
-    alive = bool(state) and state != "Z" and "jupyter" in command
-    app = app_of(command)
-    run_dir, keep = runs.get(pid, (None, False))
+    process = processes.get(pid)
+    run = runs.get(pid)
     url = str(data.get("url", "")).split("?", 1)[0]
     return ServerRecord(
         pid=pid,
@@ -133,14 +210,16 @@ def _record(
         url=url,
         root_dir=str(data.get("root_dir") or data.get("notebook_dir") or ""),
         started=datetime.datetime.fromtimestamp(mtime, tz=datetime.timezone.utc) if mtime else None,
-        app=app,
-        managed=run_dir is not None,
-        stale=not alive,
-        keep_running=keep,
+        app=app_of(process.command) if process else None,
+        managed=run is not None,
+        stale=not _alive(process, run, here, mtime),
+        keep_running=run is not None and run.keep,
+        other_host=_other_host(run, here),
         runtime_file=path,
-        run_dir=run_dir,
+        run_dir=run.path if run is not None else None,
         base_url=str(data.get("base_url") or "/"),
         token=str(data.get("token") or ""),
+        process_start=process.start if process is not None else "",
     )
 
 
@@ -172,6 +251,12 @@ def find_server(
                 f"(or `rjupyter list {host}`) shows the running ones: {_summary(live)}"
             )
         alive = [record for record in matches if not record.stale]
+        elsewhere = [record.other_host for record in matches if record.other_host]
+        if not alive and elsewhere:
+            raise RJupyterError(
+                f"the Jupyter server with {what} was started on {elsewhere[0]}, not on {host} "
+                f"(they share a home directory); name {elsewhere[0]} as the host to reach it"
+            )
         if not alive:
             raise RJupyterError(
                 f"the Jupyter server with {what} on {host} is not running (its runtime file "
@@ -209,6 +294,7 @@ def server_from_record(connection: SSHConnection, record: ServerRecord) -> Remot
         host=connection.host.name,
         info=info,
         runtime_file=record.runtime_file,
+        process_start=record.process_start,
     )
 
 
@@ -345,6 +431,7 @@ def _stop(connection: SSHConnection, host: str, record: ServerRecord, grace: flo
             port=record.port, path="/", token="", pid=record.pid, run_dir=record.run_dir
         ),
         runtime_file=record.runtime_file,
+        process_start=record.process_start,
     ).stop(grace)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import posixpath
 import threading
 from collections.abc import Callable
 
@@ -18,14 +19,24 @@ import paramiko
 from .._deadline import Deadline
 from .._errors import HeartbeatError, LaunchError, LaunchTimeout, RJupyterError, SSHConnectError
 from .._ssh._connection import ConnectionSlot
-from ._scripts import LISTEN_SCRIPT, STOP_SCRIPT, WATCH_SCRIPT, heartbeat_script, whole
-from ._startup import STOPPED_MARKER, ServerInfo, StartupParser, redact
+from ._scripts import (
+    ALIVE_SCRIPT,
+    LISTEN_SCRIPT,
+    STOP_SCRIPT,
+    WATCH_SCRIPT,
+    heartbeat_script,
+    whole,
+)
+from ._startup import ELSEWHERE_MARKER, STOPPED_MARKER, ServerInfo, StartupParser, redact
 
-__all__ = ["RemoteServer", "failure_reason"]
+__all__ = ["MAX_LINE", "RemoteServer", "command_word", "failure_reason"]
 
 logger = logging.getLogger(__name__)
 
 _TAIL_LINES = 60
+_TAIL_WIDTH = 2000
+#: Bytes of one line of remote output kept at most; the rest of a longer line is dropped.
+MAX_LINE = 1 << 16
 _REASONS = {
     "workdir": "the working directory {workdir!r} does not exist on the remote host (or is "
     "not a directory you may enter); create it or pass another workdir",
@@ -53,8 +64,8 @@ def failure_reason(parser: StartupParser, options: dict[str, str]) -> tuple[str,
         status = 97
     if code is not None and code.startswith("setup:"):
         number = int(code.partition(":")[2])
-        line = options.get(f"setup:{number}", "")
-        reason = f"setup line {number} ({line!r}) failed on the remote host; fix or remove it"
+        word = command_word(options.get(f"setup:{number}", ""))
+        reason = f"setup line {number} ({word} ...) failed on the remote host; fix or remove it"
     elif code in _REASONS:
         reason = _REASONS[code].format(**options)
     elif parser.masked_url_seen:
@@ -66,6 +77,17 @@ def failure_reason(parser: StartupParser, options: dict[str, str]) -> tuple[str,
     else:
         reason = f"Jupyter exited before it was ready (exit status {status_text})"
     return reason, status
+
+
+def command_word(line: str) -> str:
+    """The command a shell line runs, to name it in a message without its arguments (which may
+    hold a secret, as in ``export HF_TOKEN=...``); assignments are not shown at all."""
+    for word in line.split():
+        name, equals, _ = word.partition("=")
+        if equals and name.isidentifier():
+            continue  # an assignment before the command (X=1 cmd)
+        return posixpath.basename(word)[:40] or word[:40]
+    return "an assignment"
 
 
 class RemoteServer:
@@ -80,9 +102,11 @@ class RemoteServer:
         info: ServerInfo | None = None,
         runtime_file: str | None = None,
         run_id: str | None = None,
+        process_start: str = "",
     ) -> None:
         self._slot = slot
         self._run_id = run_id
+        self._process_start = process_start  # as the inventory saw it (no run dir to tell)
         self._on_end: Callable[[LaunchError], None] | None = None
         self._end_told = threading.Event()
         self._host = host
@@ -167,8 +191,12 @@ class RemoteServer:
             while data := channel.recv(32768):
                 pending += data
                 *lines, pending = pending.split(b"\n")
+                if len(pending) > MAX_LINE:  # a line that never ends (\r progress bars)
+                    logger.debug("[%s] a line of output passed %d bytes; cut", self._host, MAX_LINE)
+                    lines.append(pending[:MAX_LINE])
+                    pending = b""
                 for raw in lines:
-                    self._take_line(raw.decode(errors="replace").rstrip("\r"))
+                    self._take_line(raw[:MAX_LINE].decode(errors="replace").rstrip("\r"))
             if pending:
                 self._take_line(pending.decode(errors="replace"))
         except (OSError, EOFError, paramiko.SSHException) as exc:
@@ -178,7 +206,7 @@ class RemoteServer:
             self._found.set()
 
     def _take_line(self, line: str) -> None:
-        self._tail.append(line)
+        self._tail.append(line if len(line) <= _TAIL_WIDTH else line[:_TAIL_WIDTH] + " [...]")
         if self.info is None:
             self.info = self._parser.feed(line)
             if self.info is not None or self._parser.error_code is not None:
@@ -269,7 +297,7 @@ class RemoteServer:
         Raises:
             SSHConnectError: The connection failed.
         """
-        status, _ = self._slot.current.run(f"kill -0 {int(self.pid or 0)} 2>/dev/null\n")
+        status, _ = self._slot.current.run(ALIVE_SCRIPT, [str(self.pid or 0), self.run_dir or ""])
         return status == 0
 
     def heartbeat(self) -> None:
@@ -310,11 +338,18 @@ class RemoteServer:
             str(self.pid or ""),
             str(int(grace)),
             self.runtime_file or "",
+            self._process_start,
             self._run_id or "",
         ]
         try:
             if any(args[:3]) or self._run_id:
                 status, output = self._slot.current.run(STOP_SCRIPT, args, timeout=grace + 20.0)
+                if ELSEWHERE_MARKER in output:
+                    other = output.split(ELSEWHERE_MARKER, 1)[1].split("\n", 1)[0].strip()
+                    raise RJupyterError(
+                        f"Jupyter (pid {self.pid}) was started on {other}, not on {self._host} "
+                        f"(they share a home directory); stop it through {other}"
+                    )
                 if status != 0 or STOPPED_MARKER not in output:
                     raise RJupyterError(
                         f"Jupyter (pid {self.pid}) on {self._host} did not stop; check with "

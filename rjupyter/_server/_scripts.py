@@ -19,6 +19,7 @@ import shlex
 from collections.abc import Sequence
 
 from ._startup import (
+    ELSEWHERE_MARKER,
     ERROR_MARKER,
     EXIT_MARKER,
     PID_MARKER,
@@ -28,9 +29,11 @@ from ._startup import (
 )
 
 __all__ = [
+    "ALIVE_SCRIPT",
     "APPS",
     "INVENTORY_SCRIPT",
     "LISTEN_SCRIPT",
+    "LOG_LIMIT",
     "STATE_DIR",
     "STOP_SCRIPT",
     "WATCH_SCRIPT",
@@ -45,45 +48,96 @@ __all__ = [
 ]
 
 APPS = ("notebook", "lab", "server")
-_TILDE_USER = re.compile(r"~[A-Za-z_][A-Za-z0-9_.-]*$")
+#: ``~user`` as the whole first component; matched with ``fullmatch`` only (``$`` would let a
+#: trailing newline through, and the line after it would run).
+_TILDE_USER = re.compile(r"~[A-Za-z_][A-Za-z0-9_.-]*")
 STATE_DIR = '"${XDG_STATE_HOME:-$HOME/.local/state}/rjupyter"'
+#: The remote server log is cut past this many bytes (its start is kept).
+LOG_LIMIT = 8 << 20
+#: How often (s) the supervisor looks at the log of a server without an abandon watchdog.
+_LOG_STEP = 30
 
-# Runs detached: $1 run dir, $2 abandon seconds (0: never), $3 watchdog step, then the command.
-_SUPERVISOR = """\
-run=$1 abandon=$2 step=$3; shift 3
+#: Shell functions that tell whether a PID is still the process rjupyter recorded. A PID alone
+#: proves nothing: the process may have ended and its number gone to another. ``rj_started`` is
+#: the start time (clock ticks since boot, field 22 of /proc/PID/stat; ``ps -o lstart`` where
+#: there is no /proc), which with the owner and the boot id names one process for good.
+_PROCESS_FUNCTIONS = """\
+rj_alive() { kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
+rj_started() {
+  if [ -r "/proc/$1/stat" ]; then
+    rj_s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    rj_s=${rj_s##*) }; set -f; set -- $rj_s; set +f; printf '%s\\n' "${20}"
+  else ps -o lstart= -p "$1" 2>/dev/null; fi
+}
+rj_owner() {
+  if [ -d "/proc/$1" ]; then stat -c %u "/proc/$1" 2>/dev/null
+  else ps -o uid= -p "$1" 2>/dev/null | tr -d ' '; fi
+}
+rj_cmdline() {
+  if [ -r "/proc/$1/cmdline" ]; then tr '\\0' ' ' < "/proc/$1/cmdline"
+  else ps -o args= -p "$1" 2>/dev/null; fi
+}
+rj_host() { uname -n; }
+rj_boot() { cat /proc/sys/kernel/random/boot_id 2>/dev/null; }
+rj_ours() {
+  [ -n "$1" ] && rj_alive "$1" && [ "$(rj_owner "$1")" = "$(id -u)" ] || return 1
+  if [ -n "$2" ]; then [ "$(rj_started "$1")" = "$2" ]
+  else [ -n "${3:-}" ] && rj_cmdline "$1" | grep -q -- "$3"; fi
+}
+"""
+
+# Runs detached: $1 run dir, $2 abandon seconds (0: never), $3 watchdog step, $4 log limit
+# (bytes), then the command. The watchdog also keeps the log under the limit: past it, the
+# log's start is kept in log.start (the runtime file's path is there) and the log is emptied.
+_SUPERVISOR = f"""\
+run=$1 abandon=$2 step=$3 limit=$4; shift 4
+{_PROCESS_FUNCTIONS}rj_started "$$" > "$run/sup.start"
 echo "$$" > "$run/sup"
 "$@" >> "$run/log" 2>&1 < /dev/null &
 pid=$!
+rj_started "$pid" > "$run/pid.start"
 echo "$pid" > "$run/pid.new" && mv "$run/pid.new" "$run/pid"
-if [ "$abandon" -gt 0 ]; then
-  ( idle=0
-    while kill -0 "$pid" 2>/dev/null; do
-      sleep "$step"
-      if [ -e "$run/heartbeat" ]; then rm -f "$run/heartbeat"; idle=0
-      else idle=$((idle + step)); fi
-      if [ "$idle" -ge "$abandon" ]; then
-        ( : > "$run/abandoned" ) 2>/dev/null  # the run dir may be gone: the kill must not be
-        kill -TERM "$pid"; break
-      fi
-    done ) &
-fi
+start=$(cat "$run/pid.start")
+( idle=0
+  while [ ! -e "$run/status" ] && rj_ours "$pid" "$start"; do
+    sleep "$step"
+    if [ "$(wc -c < "$run/log" 2>/dev/null || echo 0)" -gt "$limit" ]; then
+      [ -e "$run/log.start" ] || head -c 65536 "$run/log" > "$run/log.start"
+      : > "$run/log"
+      printf '[rjupyter] the server log passed %s bytes and was cut (its start: %s)\\n' \\
+        "$limit" "$run/log.start" >> "$run/log"
+    fi
+    [ "$abandon" -gt 0 ] || continue
+    if [ -e "$run/heartbeat" ]; then rm -f "$run/heartbeat"; idle=0
+    else idle=$((idle + step)); fi
+    if [ "$idle" -ge "$abandon" ]; then
+      ( : > "$run/abandoned" ) 2>/dev/null  # a run dir that is gone must not stop the kill
+      rj_ours "$pid" "$start" && kill -TERM "$pid"; break
+    fi
+  done ) &
+watch=$!
+rj_started "$watch" > "$run/watch.start"; echo "$watch" > "$run/watch"
 wait "$pid"
 echo "$?" > "$run/status"
 [ -e "$run/abandoned" ] && rm -rf -- "$run"
 """
 
 #: Stops one server. Args: launching shell PID, run dir, server PID, grace seconds, runtime
-#: file, run id; any may be empty. The launching shell's process group goes first (a setup line
-#: still running, or a launch cut short before it printed anything: found by its run id), then
-#: the server: SIGTERM first (Jupyter then shuts its kernels down), SIGKILL after the grace
-#: period, then any kernel it left, the supervisor and its watchdog; then the run dir goes, and
-#: the runtime file if the server could not remove it itself. A run id whose launch has not yet
-#: made its run dir gets a `cancelled` one: the launch stands down when it gets there.
+#: file, the server's start time as the inventory saw it, and the launch's run id; any may be
+#: empty. The launching shell's group goes first (a setup line still running, or a launch cut
+#: short before it printed anything: found by its run id; a run id whose launch has not made
+#: its run dir yet gets a `cancelled` one, and that launch stands down). Nothing is
+#: signalled that is not verifiably the recorded process (owner, start time recorded at launch;
+#: the command line where no start time was recorded). A run dir of another host (a home
+#: shared between hosts) is left alone: the script prints its host and exits 3. A run dir
+#: from before a reboot names no live process. SIGTERM first (Jupyter then shuts its kernels
+#: down), SIGKILL after the grace period, then any kernel it left, the supervisor and its
+#: watchdog; then removes the run dir, and the runtime file if the server could not.
 STOP_SCRIPT = f"""\
-shell=$1 run=$2 pid=$3 grace=$4 runtime=$5 id=$6
-alive() {{ kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }}
-nap() {{ sleep 0.1 2>/dev/null || sleep 1; }}
-wait_gone() {{ n=0; while alive "$1" && [ "$n" -lt "$2" ]; do nap; n=$((n + 1)); done; }}
+shell=$1 run=$2 pid=$3 grace=$4 runtime=$5 start=${{6:-}} id=${{7:-}}
+{_PROCESS_FUNCTIONS}nap() {{ sleep 0.1 2>/dev/null || sleep 1; }}
+wait_gone() {{ n=0; while rj_alive "$1" && [ "$n" -lt "$2" ]; do nap; n=$((n + 1)); done; }}
+sup= sup_start= watch= watch_start= shell_start=
 if [ -z "$run" ] && [ -n "$id" ]; then
   state={STATE_DIR}; run="$state/$id"
   if (umask 077 && mkdir -p "$state" && mkdir "$run") 2>/dev/null; then
@@ -93,29 +147,54 @@ if [ -z "$run" ] && [ -n "$id" ]; then
     printf '%s\\n' {STOPPED_MARKER}
     exit 0
   fi
-  [ -z "$shell" ] && [ -s "$run/shell" ] && shell=$(cat "$run/shell")
+  [ -z "$shell" ] && shell=$(cat "$run/shell" 2>/dev/null)
+  shell_start=$(cat "$run/shell.start" 2>/dev/null)
 fi
-if [ -n "$shell" ] && alive "$shell"; then
+# The launching shell's group first (a setup line still running; a launch cut short), and only
+# once it is gone the server's records: it cannot start a supervisor after that.
+if [ -n "$shell" ] && {{ [ -z "$shell_start" ] || rj_ours "$shell" "$shell_start"; }}; then
   kill -TERM "-$shell" 2>/dev/null || kill -TERM "$shell" 2>/dev/null
   wait_gone "$shell" 50
 fi
-[ -n "$run" ] && [ -z "$pid" ] && [ -s "$run/pid" ] && pid=$(cat "$run/pid")
-sup=; [ -n "$run" ] && [ -s "$run/sup" ] && sup=$(cat "$run/sup")
-if [ -n "$pid" ] && {{ [ -z "$run" ] || [ ! -e "$run/status" ]; }} && alive "$pid"; then
-  kids=$(ps -o pid= --ppid "$pid" 2>/dev/null)
+if [ -n "$run" ] && [ -d "$run" ]; then
+  if [ -s "$run/host" ] && [ "$(cat "$run/host")" != "$(rj_host)" ]; then
+    printf '%s %s\\n' {ELSEWHERE_MARKER} "$(cat "$run/host")"; exit 3
+  fi
+  [ -z "$pid" ] && pid=$(cat "$run/pid" 2>/dev/null)
+  [ -z "$start" ] && start=$(cat "$run/pid.start" 2>/dev/null)
+  sup=$(cat "$run/sup" 2>/dev/null); sup_start=$(cat "$run/sup.start" 2>/dev/null)
+  watch=$(cat "$run/watch" 2>/dev/null); watch_start=$(cat "$run/watch.start" 2>/dev/null)
+  if [ -s "$run/boot" ] && [ "$(cat "$run/boot")" != "$(rj_boot)" ]; then pid= sup=; fi
+fi
+if [ -n "$pid" ] && {{ [ -z "$run" ] || [ ! -e "$run/status" ]; }} \\
+    && rj_ours "$pid" "$start" jupyter; then
+  kids=
+  for kid in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+    kids="$kids $kid:$(rj_started "$kid")"
+  done
   kill -TERM "$pid" 2>/dev/null
   wait_gone "$pid" "$((grace * 10))"
-  alive "$pid" && kill -KILL "$pid" 2>/dev/null && wait_gone "$pid" 50
-  for kid in $kids; do alive "$kid" && kill -TERM "$kid" 2>/dev/null; done
-  for kid in $kids; do wait_gone "$kid" 30; alive "$kid" && kill -KILL "$kid" 2>/dev/null; done
+  rj_ours "$pid" "$start" && kill -KILL "$pid" 2>/dev/null && wait_gone "$pid" 50
+  for kid in $kids; do
+    rj_ours "${{kid%%:*}}" "${{kid#*:}}" && kill -TERM "${{kid%%:*}}" 2>/dev/null
+  done
+  for kid in $kids; do
+    wait_gone "${{kid%%:*}}" 30
+    rj_ours "${{kid%%:*}}" "${{kid#*:}}" && kill -KILL "${{kid%%:*}}" 2>/dev/null
+  done
 fi
-if [ -n "$sup" ]; then kill -TERM "-$sup" 2>/dev/null || kill -TERM "$sup" 2>/dev/null; fi
-[ -n "$sup" ] && wait_gone "$sup" 30
-if [ -n "$pid" ] && ! alive "$pid" && [ -n "$runtime" ] && [ -e "$runtime" ]; then
+# The supervisor's group (its watchdog, which may outlive it), while a member is verifiably ours.
+if [ -n "$sup" ] && {{ rj_ours "$sup" "$sup_start" rjupyter-supervisor \\
+    || rj_ours "$watch" "$watch_start"; }}; then
+  kill -TERM "-$sup" 2>/dev/null || kill -TERM "$sup" "$watch" 2>/dev/null
+  wait_gone "$sup" 30
+fi
+gone=yes; [ -n "$pid" ] && rj_ours "$pid" "$start" jupyter && gone=
+if [ -n "$gone" ] && [ -n "$runtime" ] && [ -e "$runtime" ]; then
   rm -f -- "$runtime" "${{runtime%.json}}-open.html"
 fi
 [ -n "$run" ] && rm -rf -- "$run"
-if [ -n "$pid" ] && alive "$pid"; then exit 1; fi
+[ -n "$gone" ] || exit 1
 printf '%s\\n' {STOPPED_MARKER}
 """
 
@@ -144,17 +223,31 @@ status=; [ -n "$run" ] && status=$(cat "$run/status" 2>/dev/null)
 printf '%s %s\\n' {EXIT_MARKER} "$status" >&2
 """
 
-#: Lists the user's servers: rjupyter's run dirs and Jupyter runtime files, with the state and
-#: command line of each PID they name. Extra runtime dirs may be given as arguments.
+#: Exits 0 while the server is alive: $1 its PID, $2 its run dir (may be empty).
+ALIVE_SCRIPT = f"""\
+{_PROCESS_FUNCTIONS}start=
+[ -n "$2" ] && start=$(cat "$2/pid.start" 2>/dev/null)
+rj_ours "$1" "$start" jupyter
+"""
+
+#: Lists the user's servers: this host (name, boot id, uid); rjupyter's run dirs with the host
+#: and boot each was started on and the server's recorded start time; Jupyter runtime files;
+#: and the state, owner, start time (ticks and epoch seconds) and command line of each PID they
+#: name. Extra runtime dirs may be given as arguments.
 INVENTORY_SCRIPT = f"""\
-state={STATE_DIR}
+{_PROCESS_FUNCTIONS}state={STATE_DIR}
+printf 'RJ-HOST %s\\t%s\\t%s\\n' "$(rj_host)" "$(rj_boot)" "$(id -u)"
+btime=$(sed -n 's/^btime //p' /proc/stat 2>/dev/null); hz=$(getconf CLK_TCK 2>/dev/null)
 pids=
 for run in "$state"/*; do
   [ -d "$run" ] || continue
   pid=$(cat "$run/pid" 2>/dev/null); pids="$pids $pid"
   keep=; [ -e "$run/keep" ] && keep=keep
-  runtime=$(grep -o 'file://[^ ]*/jpserver-[0-9]*-open.html' "$run/log" 2>/dev/null | head -n 1)
-  printf 'RJ-RUN %s\\t%s\\t%s\\t%s\\n' "$run" "$pid" "$keep" "$runtime"
+  runtime=$(cat "$run/log.start" "$run/log" 2>/dev/null \\
+    | grep -o 'file://[^ ]*/jpserver-[0-9]*-open.html' | head -n 1)
+  printf 'RJ-RUN %s\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' "$run" "$pid" "$keep" "$runtime" \\
+    "$(cat "$run/host" 2>/dev/null)" "$(cat "$run/boot" 2>/dev/null)" \\
+    "$(cat "$run/pid.start" 2>/dev/null)"
   [ -n "$runtime" ] && set -- "$@" "$(dirname "${{runtime#file://}}")"
 done
 seen=
@@ -173,7 +266,10 @@ done
 for pid in $pids; do
   [ -r "/proc/$pid/stat" ] || continue
   state=$(sed 's/.*) \\(.\\).*/\\1/' "/proc/$pid/stat")
-  printf 'RJ-PROC %s\\t%s\\t%s\\n' "$pid" "$state" "$(tr '\\0' ' ' < "/proc/$pid/cmdline")"
+  started=$(rj_started "$pid"); epoch=
+  [ -n "$btime" ] && [ -n "$hz" ] && [ -n "$started" ] && epoch=$((btime + started / hz))
+  printf 'RJ-PROC %s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' "$pid" "$state" "$(rj_owner "$pid")" \\
+    "$started" "$epoch" "$(rj_cmdline "$pid")"
 done
 """
 
@@ -194,11 +290,17 @@ exit 1
 
 
 def remote_path(path: str) -> str:
-    """Quote ``path`` as one shell word, letting a leading ``~`` mean a home directory."""
+    """Quote ``path`` as one shell word, letting a leading ``~`` mean a home directory.
+
+    Raises:
+        ValueError: ``path`` holds a NUL character (no path can).
+    """
+    if "\0" in path:
+        raise ValueError(f"a remote path cannot hold a NUL character: {path!r}")
     head, sep, rest = path.partition("/")
     if head == "~":
         prefix = '"$HOME"'
-    elif _TILDE_USER.match(head):
+    elif _TILDE_USER.fullmatch(head):
         prefix = head
     else:
         return shlex.quote(path)
@@ -227,11 +329,14 @@ def build_script(
     run_id: str = "x",
     abandon: float = 0,
     keep: bool = False,
+    log_limit: int = LOG_LIMIT,
 ) -> str:
     """The script that enters the environment and starts Jupyter under the supervisor.
 
     It prints its own PID (to stop a setup line still running), the run dir, the server's PID,
-    then follows the server's output until the server ends, and prints its exit status.
+    then follows the server's output until the server ends, and prints its exit status. The
+    run dir records the host, the boot and the owner, so that a home shared between hosts never
+    has one host act on another's servers.
 
     Raises:
         ValueError: ``app`` is not one of :data:`APPS`, or ``run_id`` is not alphanumeric.
@@ -240,6 +345,7 @@ def build_script(
         raise ValueError(f"run_id must be alphanumeric; got {run_id!r}")
     server = server_command(app, jupyter, port)
     abandon_seconds = 0 if keep else int(abandon)
+    step = abandon_step(abandon) if abandon_seconds else _LOG_STEP
     lines = [
         *preamble_lines(),
         # The run dir comes first, named by the client's run id, so that a launch cut short
@@ -250,7 +356,9 @@ def build_script(
         '  [ -e "$rj_run/cancelled" ] && { rm -rf -- "$rj_run"; exit 98; }',
         "  rj_run=; rj_fail rundir",
         "fi",
-        'echo "$$" > "$rj_run/shell"',
+        'echo "$$" > "$rj_run/shell"; rj_started "$$" > "$rj_run/shell.start"',
+        'uname -n > "$rj_run/host"; id -u > "$rj_run/uid"',
+        'cat /proc/sys/kernel/random/boot_id > "$rj_run/boot" 2>/dev/null',
         f"printf '%s %s\\n' {RUN_MARKER} \"$rj_run\" >&2",
         *environment_lines(
             workdir=workdir, venv=venv, conda_env=conda_env, setup=setup, jupyter=jupyter
@@ -261,7 +369,7 @@ def build_script(
         *([': > "$rj_run/keep"'] if keep else []),
         "rj_setsid=; command -v setsid >/dev/null 2>&1 && rj_setsid=setsid",
         f"$rj_setsid /bin/sh -c {shlex.quote(_SUPERVISOR)} rjupyter-supervisor "
-        f'"$rj_run" {abandon_seconds} {abandon_step(abandon)} {server} '
+        f'"$rj_run" {abandon_seconds} {step} {int(log_limit)} {server} '
         "</dev/null >/dev/null 2>&1 &",
         "rj_n=0",
         'while [ ! -s "$rj_run/pid" ] || [ ! -s "$rj_run/sup" ]; do',
@@ -302,9 +410,11 @@ def server_command(app: str, jupyter: str, port: int) -> str:
 
 
 def preamble_lines() -> list[str]:
-    """The first lines of every launch: ``rj_fail`` (print a reason code, remove the run dir if
-    there is one yet, exit 97) and the shell's PID (its group runs the setup lines)."""
+    """The first lines of every launch: the process functions, ``rj_fail`` (print a reason
+    code, remove the run dir if there is one yet, exit 97) and the shell's PID (its group runs
+    the setup lines)."""
     return [
+        *_PROCESS_FUNCTIONS.splitlines(),
         f"rj_fail() {{ printf '%s %s\\n' {ERROR_MARKER} \"$1\" >&2; "
         '[ -n "${rj_run:-}" ] && rm -rf -- "$rj_run"; exit 97; }',
         f"printf '%s %s\\n' {SHELL_MARKER} \"$$\" >&2",
@@ -335,7 +445,9 @@ def environment_lines(
     if conda_env is not None:
         lines += _conda_lines(conda_env)
     for number, line in enumerate(setup, 1):
-        lines += [line, f"[ $? -eq 0 ] || rj_fail setup:{number}"]
+        # Not on the script's stdin: a line that reads stdin (cat, read, ssh, python -) would
+        # eat the rest of the script where /bin/sh reads it byte by byte (bash).
+        lines += ["{", line, f"}} </dev/null; [ $? -eq 0 ] || rj_fail setup:{number}"]
     lines.append(f"command -v {remote_path(jupyter)} >/dev/null 2>&1 || rj_fail jupyter")
     return lines
 

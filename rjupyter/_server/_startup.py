@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ELSEWHERE_MARKER",
     "ERROR_MARKER",
     "EXIT_MARKER",
     "PID_MARKER",
@@ -28,6 +29,7 @@ PID_MARKER = "RJUPYTER-PID"  # the server's PID
 EXIT_MARKER = "RJUPYTER-EXIT"  # the server ended, with this exit status
 ERROR_MARKER = "RJUPYTER-ERROR"  # the launch refused to go on, for this reason code
 STOPPED_MARKER = "RJUPYTER-STOPPED"  # the stop script finished
+ELSEWHERE_MARKER = "RJUPYTER-ELSEWHERE"  # the run dir belongs to this other host
 
 _URL_RE = re.compile(
     r"(?P<scheme>https?)://(?P<host>\[[^\]\s]+\]|[^\s/:?]+):(?P<port>\d+)"

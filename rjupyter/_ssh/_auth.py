@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,10 +19,11 @@ import paramiko
 from paramiko.pkey import PublicBlob
 
 from .._errors import AuthenticationError
+from .._paramiko._agent import open_agent
 from ._hostcert import parse_host_certificate
 from ._knownhosts import fingerprint
 
-__all__ = ["AuthHandler", "Credentials", "authenticate"]
+__all__ = ["AuthHandler", "Credentials", "authenticate", "strip_control"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,18 @@ logger = logging.getLogger(__name__)
 #: returns one answer per prompt (keyboard-interactive, e.g. a password then an OTP code).
 AuthHandler = Callable[[str, str, list[tuple[str, bool]]], list[str]]
 _ORDER = ("publickey", "keyboard-interactive", "password")
+#: Terminal escape sequences: CSI (``ESC [ ... m``), OSC (``ESC ] ... BEL``, e.g. a window
+#: title), and two-character ones.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-_])")
+
+
+def strip_control(text: str) -> str:
+    """Text from the server made safe to show on a terminal: escape sequences and every other
+    control or invisible formatting character (bidi overrides included) removed; newlines and
+    tabs kept. Keyboard-interactive titles, instructions and prompts pass through this before
+    any ``auth_handler`` sees them."""
+    text = _ESCAPE.sub("", text)
+    return "".join(char for char in text if char in "\n\t" or char.isprintable())
 
 
 @dataclass(frozen=True)
@@ -136,18 +150,11 @@ def _agent_keys(credentials: Credentials) -> Iterator[list[paramiko.AgentKey]]:
     if credentials.agent_socket is None:
         yield []
         return
-    previous = os.environ.get("SSH_AUTH_SOCK")
-    os.environ["SSH_AUTH_SOCK"] = credentials.agent_socket  # paramiko reads only this
     try:
-        agent = paramiko.Agent()
+        agent = open_agent(credentials.agent_socket)  # never through os.environ
     except (paramiko.SSHException, OSError) as exc:
         logger.debug("ssh-agent at %s unavailable: %s", credentials.agent_socket, exc)
         agent = None
-    finally:
-        if previous is None:
-            del os.environ["SSH_AUTH_SOCK"]
-        else:
-            os.environ["SSH_AUTH_SOCK"] = previous
     if agent is None:
         yield []
         return
@@ -271,12 +278,13 @@ def _interactive(attempts: _Attempts) -> bool:
 
     def answer(title: str, instructions: str, prompts: Sequence[tuple[str, bool]]) -> list[str]:
         nonlocal password_used
-        pairs = [(str(prompt), bool(echo)) for prompt, echo in prompts]
+        pairs = [(strip_control(str(prompt)), bool(echo)) for prompt, echo in prompts]
         if not pairs:
             return []
         try:
             if credentials.handler is not None:
-                answers = [str(a) for a in credentials.handler(title, instructions, pairs)]
+                shown = (strip_control(str(title)), strip_control(str(instructions)))
+                answers = [str(a) for a in credentials.handler(*shown, pairs)]
                 if len(answers) != len(pairs):
                     raise ValueError(
                         f"auth_handler returned {len(answers)} answers for {len(pairs)} prompts"

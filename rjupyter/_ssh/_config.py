@@ -26,6 +26,8 @@ __all__ = [
     "FIELDS",
     "ConfigError",
     "ResolvedConfig",
+    "check_config_file",
+    "check_names",
     "match_pattern_list",
     "parse_config",
     "resolve_config",
@@ -41,7 +43,7 @@ FIELDS = (
     "hostname", "user", "port", "identityfile", "identitiesonly", "identityagent",
     "certificatefile", "proxyjump", "proxycommand", "connecttimeout", "serveraliveinterval",
     "serveralivecountmax", "stricthostkeychecking", "userknownhostsfile",
-    "globalknownhostsfile", "hostkeyalias", "compression",
+    "globalknownhostsfile", "hostkeyalias", "compression", "hashknownhosts",
 )  # fmt: skip
 _MULTI = frozenset({"identityfile", "certificatefile"})
 _LISTS = frozenset({"userknownhostsfile", "globalknownhostsfile"})
@@ -103,9 +105,64 @@ def resolve_config(
             f"SSH config file {str(config)!r} does not exist; pass the path of an existing "
             "file or leave ssh_config unset"
         )
+    check_names(host, user)
+    if config is not None:
+        check_config_file(os.path.expanduser(config))
     if shutil.which("ssh") is not None:
         return ssh_g(host, config=config, user=user, port=port)
     return parse_config(host, config=config, user=user, port=port)
+
+
+_HOST_METACHARACTERS = frozenset("'`\"$\\;&<>|(){}")
+_USER_METACHARACTERS = frozenset("'`\";&<>|(){}")
+
+
+def check_names(host: str, user: str | None) -> None:
+    """Refuse the host and user names OpenSSH (9.6+) refuses on its command line.
+
+    ``%h`` and ``%r`` are expanded into ``ProxyCommand`` and ``Match exec``, which a local shell
+    runs: a name holding shell metacharacters would run commands (the CVE-2023-51385 class).
+
+    Raises:
+        ConfigError: A name holds a shell metacharacter, whitespace or a control character, or
+            starts with ``-``.
+    """
+    bad_host = host.startswith("-") or any(
+        char in _HOST_METACHARACTERS or char.isspace() or not char.isprintable() for char in host
+    )
+    if bad_host:
+        raise ConfigError(
+            f"the host name {host!r} holds characters no host name has (shell metacharacters, "
+            "spaces, control characters or a leading -); check the host you passed"
+        )
+    if user is not None and (
+        user.startswith("-")
+        or user.endswith("\\")
+        or any(char in _USER_METACHARACTERS or not char.isprintable() for char in user)
+    ):
+        raise ConfigError(
+            f"the user name {user!r} holds shell metacharacters or control characters; check "
+            "the user you passed"
+        )
+
+
+def check_config_file(path: str) -> None:
+    """Refuse a config file that others could have written, as OpenSSH refuses
+    ``~/.ssh/config``: owned by someone else than you or root, or writable by group or others.
+
+    Raises:
+        ConfigError: The file is not safe to follow (its ``ProxyCommand`` and ``Match exec``
+            lines run commands as you).
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the SSH config file {path}: {exc}") from exc
+    if info.st_uid not in (0, os.getuid()) or info.st_mode & 0o022:
+        raise ConfigError(
+            f"Bad owner or permissions on {path}: others could change the commands it runs. "
+            f"Make it yours and writable by you only (`chmod go-w {path}`)"
+        )
 
 
 def ssh_g(
@@ -334,7 +391,10 @@ def _config_files(config: str | os.PathLike[str] | None, home: str) -> list[tupl
     if config is not None:
         return [(expand_user_path(os.fspath(config), home), True)]
     files = [(os.path.join(home, ".ssh", "config"), True), (SYSTEM_CONFIG, False)]
-    return [(path, user_file) for path, user_file in files if os.path.isfile(path)]
+    found = [(path, user_file) for path, user_file in files if os.path.isfile(path)]
+    if found and found[0][1]:
+        check_config_file(found[0][0])  # as ssh checks ~/.ssh/config
+    return found
 
 
 def _hostname(state: _State) -> str:
@@ -377,6 +437,7 @@ def _finish(state: _State) -> ResolvedConfig:
         "port": "22",
         "identitiesonly": "no",
         "compression": "no",
+        "hashknownhosts": "no",
         "connecttimeout": "none",
         "serveraliveinterval": "0",
         "serveralivecountmax": "3",
@@ -391,7 +452,7 @@ def _finish(state: _State) -> ResolvedConfig:
     resolved.setdefault("identityfile", list(_DEFAULT_IDENTITIES))
     checking = resolved["stricthostkeychecking"][0].lower()
     resolved["stricthostkeychecking"] = [_CHECKING.get(checking, checking)]
-    for key in ("identitiesonly", "compression"):
+    for key in ("identitiesonly", "compression", "hashknownhosts"):
         resolved[key] = [resolved[key][0].lower()]
     context = TokenContext(
         host=hostname,

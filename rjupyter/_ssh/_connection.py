@@ -293,11 +293,11 @@ def open_connection(
     chain = split_chain(options.jump) if options.jump is not None else host.proxy_jump
     if via is not None:
         chain = ()
+    # host_key_policy is the target's: each jump host follows its own StrictHostKeyChecking.
     hops = resolve_chain(
         chain,
-        lambda hop: _with_policy(
-            resolve_host(hop, ssh_config=options.ssh_config, identity_file=options.identity_file),
-            options,
+        lambda hop: resolve_host(
+            hop, ssh_config=options.ssh_config, identity_file=options.identity_file
         ),
     )
     if chain or via is not None:

@@ -153,6 +153,7 @@ def connect(
                 principal=host.host_key_alias or host.hostname,
                 files=host.known_hosts_files,
                 policy=host.host_key_policy,
+                hash_names=host.hash_known_hosts,
             )
             check_host_key(identity, transport.get_remote_server_key(), entries)
             if progress is not None:

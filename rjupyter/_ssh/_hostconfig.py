@@ -49,6 +49,7 @@ class HostConfig:
         alive_interval: Seconds between keepalives (``ServerAliveInterval``; 15 when unset).
         alive_count: ``ServerAliveCountMax``.
         compression: ``Compression``.
+        hash_known_hosts: ``HashKnownHosts``: hash the names ``accept-new`` records.
     """
 
     name: str
@@ -68,6 +69,7 @@ class HostConfig:
     alive_interval: float = DEFAULT_ALIVE_INTERVAL
     alive_count: int = DEFAULT_ALIVE_COUNT
     compression: bool = False
+    hash_known_hosts: bool = False
 
     @property
     def known_hosts_name(self) -> str:
@@ -185,6 +187,7 @@ def _host_config(
         alive_interval=interval if interval > 0 else DEFAULT_ALIVE_INTERVAL,
         alive_count=int(resolved.get("serveralivecountmax", "3")),
         compression=resolved.get("compression") == "yes",
+        hash_known_hosts=resolved.get("hashknownhosts") == "yes",
     )
 
 

@@ -127,6 +127,7 @@ class HostIdentity:
         principal: The name a host certificate must list (``HostKeyAlias`` or the host name).
         files: The known_hosts files, the first one written by ``accept-new``.
         policy: ``"reject"``, ``"accept-new"`` or ``"no"``.
+        hash_names: ``HashKnownHosts``: ``accept-new`` writes the name hashed.
     """
 
     label: str
@@ -134,6 +135,7 @@ class HostIdentity:
     principal: str
     files: tuple[str, ...]
     policy: str
+    hash_names: bool = False
 
 
 def check_host_key(identity: HostIdentity, key: paramiko.PKey, entries: list[KnownHost]) -> None:
@@ -222,10 +224,18 @@ def _record(identity: HostIdentity, key_type: str, blob: bytes) -> None:
     """Append the line OpenSSH's ``accept-new`` would write."""
     path = Path(identity.files[0])
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    line = f"{identity.lookup_name} {key_type} {base64.b64encode(blob).decode()}\n"
+    name = _hashed(identity.lookup_name) if identity.hash_names else identity.lookup_name
+    line = f"{name} {key_type} {base64.b64encode(blob).decode()}\n"
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
     with os.fdopen(os.open(path, flags, 0o600), "a", encoding="ascii") as stream:
         stream.write(line)
     logger.warning(
         "added %s host key %s for %s to %s", key_type, fingerprint(blob), identity.label, path
     )
+
+
+def _hashed(name: str) -> str:
+    """``name`` as OpenSSH's ``HashKnownHosts yes`` writes it: ``|1|salt|HMAC-SHA1(salt, name)``."""
+    salt = os.urandom(20)
+    mac = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(mac).decode()}"
