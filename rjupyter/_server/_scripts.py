@@ -62,7 +62,12 @@ _LOG_STEP = 30
 #: the start time (clock ticks since boot, field 22 of /proc/PID/stat; ``ps -o lstart`` where
 #: there is no /proc), which with the owner and the boot id names one process for good.
 _PROCESS_FUNCTIONS = """\
-rj_alive() { kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
+rj_alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  if [ -r "/proc/$1/stat" ]; then ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null
+  else case "$(ps -o stat= -p "$1" 2>/dev/null)" in *Z*) return 1;; esac; fi
+}
+rj_children() { ps -A -o pid= -o ppid= 2>/dev/null | awk -v p="$1" '$2 == p { print $1 }'; }
 rj_started() {
   if [ -r "/proc/$1/stat" ]; then
     rj_s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
@@ -78,7 +83,9 @@ rj_cmdline() {
   else ps -o args= -p "$1" 2>/dev/null; fi
 }
 rj_host() { uname -n; }
-rj_boot() { cat /proc/sys/kernel/random/boot_id 2>/dev/null; }
+rj_boot() {
+  cat /proc/sys/kernel/random/boot_id 2>/dev/null || sysctl -n kern.boottime 2>/dev/null
+}
 rj_ours() {
   [ -n "$1" ] && rj_alive "$1" && [ "$(rj_owner "$1")" = "$(id -u)" ] || return 1
   if [ -n "$2" ]; then [ "$(rj_started "$1")" = "$2" ]
@@ -169,7 +176,7 @@ fi
 if [ -n "$pid" ] && {{ [ -z "$run" ] || [ ! -e "$run/status" ]; }} \\
     && rj_ours "$pid" "$start" jupyter; then
   kids=
-  for kid in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+  for kid in $(rj_children "$pid"); do
     kids="$kids $kid:$(rj_started "$kid")"
   done
   kill -TERM "$pid" 2>/dev/null
@@ -205,15 +212,14 @@ printf '%s\\n' {STOPPED_MARKER}
 #: ends too, so no watcher outlives its notebook. Sent through :func:`whole`.
 WATCH_SCRIPT = f"""\
 run=$1 pid=$2
-nap() {{ sleep 0.5 2>/dev/null || sleep 1; }}
+{_PROCESS_FUNCTIONS}nap() {{ sleep 0.5 2>/dev/null || sleep 1; }}
 watched=$pid
 [ -n "$run" ] && [ -s "$run/sup" ] && watched=$(cat "$run/sup")
 [ -n "$watched" ] || exit 0
 exec 3<&0
 cat <&3 >/dev/null 2>&1 & rj_eof=$!
 exec 3<&-
-while kill -0 "$rj_eof" 2>/dev/null && kill -0 "$watched" 2>/dev/null \\
-    && ! grep -q ') Z ' "/proc/$watched/stat" 2>/dev/null; do
+while kill -0 "$rj_eof" 2>/dev/null && rj_alive "$watched"; do
   nap
 done
 kill -0 "$rj_eof" 2>/dev/null || exit 0
@@ -258,14 +264,16 @@ for dir in "${{JUPYTER_RUNTIME_DIR:-}}" "$default" "$@"; do
   seen="$seen|$dir|"
   for file in "$dir"/jpserver-*.json "$dir"/nbserver-*.json; do
     [ -f "$file" ] || continue
-    printf 'RJ-FILE %s\\t%s\\t' "$file" "$(stat -c %Y "$file" 2>/dev/null || echo 0)"
+    mtime=$(stat -c %Y "$file" 2>/dev/null || stat -f %m "$file" 2>/dev/null || echo 0)
+    printf 'RJ-FILE %s\\t%s\\t' "$file" "$mtime"
     tr -d '\\n' < "$file"; printf '\\n'
     pid=${{file##*server-}}; pids="$pids ${{pid%.json}}"
   done
 done
 for pid in $pids; do
-  [ -r "/proc/$pid/stat" ] || continue
-  state=$(sed 's/.*) \\(.\\).*/\\1/' "/proc/$pid/stat")
+  if [ -r "/proc/$pid/stat" ]; then state=$(sed 's/.*) \\(.\\).*/\\1/' "/proc/$pid/stat")
+  else state=$(ps -o stat= -p "$pid" 2>/dev/null | cut -c 1); fi
+  [ -n "$state" ] || continue
   started=$(rj_started "$pid"); epoch=
   [ -n "$btime" ] && [ -n "$hz" ] && [ -n "$started" ] && epoch=$((btime + started / hz))
   printf 'RJ-PROC %s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' "$pid" "$state" "$(rj_owner "$pid")" \\
