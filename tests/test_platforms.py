@@ -15,7 +15,10 @@ NO_POSIX = [sys.executable, str(TESTS / "no_posix.py")]
 
 
 def blocked(*args: str, cwd: Path = TESTS) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RJUPYTER_NO_POSIX": "1"}
+    # The project root is importable (the benchmarks package), as it is for the outer pytest
+    # started there; the nested run starts in tests/.
+    path = os.pathsep.join(filter(None, [str(TESTS.parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "RJUPYTER_NO_POSIX": "1", "PYTHONPATH": path}
     return subprocess.run(
         [*NO_POSIX, *args], capture_output=True, text=True, cwd=cwd, env=env, check=False
     )
