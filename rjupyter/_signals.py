@@ -15,7 +15,7 @@ import signal
 import threading
 from types import FrameType
 
-__all__ = ["SigtermHold", "held_signals", "holders"]
+__all__ = ["SigtermHold", "holders"]
 
 #: The signals held: SIGTERM everywhere, SIGHUP where the platform has it.
 _SIGNALS = tuple(
@@ -50,11 +50,6 @@ class SigtermHold:
 def holders() -> int:
     """How many holds are taken now."""
     return _holders
-
-
-def held_signals() -> tuple[signal.Signals, ...]:
-    """The signals that raise SystemExit now."""
-    return tuple(_installed)
 
 
 def _hold() -> None:

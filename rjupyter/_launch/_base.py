@@ -150,11 +150,6 @@ class Launcher(abc.ABC):
         """The host as the user named it."""
         return self.spec.host
 
-    @property
-    def server_host(self) -> str:
-        """The host the server runs on (a compute node, for a job)."""
-        return self.spec.host
-
     @abc.abstractmethod
     def start(self, deadline: Deadline) -> RemoteServer:
         """Connect, then launch or find the server; return it once its URL is known.

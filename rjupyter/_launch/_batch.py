@@ -48,10 +48,6 @@ class BatchLauncher(Launcher):
         self.node = ""
 
     @property
-    def server_host(self) -> str:
-        return self.node or self.spec.host
-
-    @property
     def job_id(self) -> str | None:
         return self.job.job_id if self.job is not None else self._attach_job
 

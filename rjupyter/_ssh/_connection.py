@@ -113,15 +113,6 @@ class SSHConnection:
         for transport in [self.transport, *reversed(self._hops)]:
             transport.close()
 
-    def open_session(self, timeout: float) -> paramiko.Channel:
-        """A new session channel (to run one command).
-
-        Raises:
-            SSHConnectError: The channel could not be opened (the connection may be down).
-        """
-        with self._channel_errors("opening a session"):
-            return self.transport.open_session(timeout=timeout)
-
     def open_sftp(self) -> paramiko.SFTPClient:
         """An SFTP client on this connection (no second login).
 
