@@ -26,6 +26,7 @@ from ._errors import (
     TransferError,
     TunnelError,
 )
+from ._forward._forwards import Forward
 from ._forward._tunnel import Tunnel
 from ._handle import ServerHandle
 from ._jupyter._kernel import Kernel
@@ -43,6 +44,7 @@ __all__ = [
     "CellProgress",
     "ExecutionResult",
     "ExecutionTimeout",
+    "Forward",
     "HostKeyError",
     "JobError",
     "Kernel",

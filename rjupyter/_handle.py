@@ -22,15 +22,18 @@ class ServerHandle:
     Attributes:
         host: The host as it was named.
         pid: The server's PID there.
-        remote_port: The port it listens on, on the host's loopback (the node's, for a job).
+        remote_port: The port it listens on, on the host's loopback (the node's, for a job);
+            None when it listens on a Unix socket.
         job_id: The batch job holding it, when it runs in one (``host`` is the login node).
+        remote_socket: The Unix socket it listens on, or None on a port.
     """
 
     host: str
     pid: int
-    remote_port: int
+    remote_port: int | None
     _options: ConnectOptions = field(repr=False, compare=False)
     job_id: str | None = None
+    remote_socket: str | None = None
     _description: str = field(default="", repr=False, compare=False)
 
     def attach(

@@ -17,6 +17,7 @@ from ._deadline import Deadline
 from ._errors import NotebookClosedError, RJupyterError
 from ._exits import Tracked, track
 from ._forward._forwarder import LOOPBACK, Forwarder
+from ._forward._forwards import Forward
 from ._handle import ServerHandle
 from ._jupyter._automation import NotebookAutomation
 from ._jupyter._redirect import BrowserRedirect
@@ -86,9 +87,13 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
     Args:
         host: An alias from the SSH config, ``host``, ``user@host`` or ``user@host:port``.
         app: ``"notebook"``, ``"lab"`` or ``"server"``: which Jupyter front end to start.
-        remote_port: The port asked of the remote server; None picks one. Jupyter moves to the
-            next free port when it is taken; :attr:`remote_port` reports the real one.
+        remote_port: The port asked of the remote server (implies ``unix_socket=False``); None
+            picks one. Jupyter moves to the next free port when it is taken.
         local_port: The local port; None lets the OS choose a free one.
+        unix_socket: Jupyter on a Unix socket in its private run directory, which no other user
+            of the host can reach (a TCP port on its loopback is open to all of them): None
+            (default) where the remote Jupyter and sshd allow it, else a TCP port (logged at
+            INFO); True: required (a LaunchError if impossible); False: a TCP port.
         workdir: Remote directory to serve (``~`` means the remote home).
         venv: Remote virtual environment to enter.
         conda_env: Remote conda environment (name or path) to activate.
@@ -132,6 +137,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         app: str = "notebook",
         remote_port: int | None = None,
         local_port: int | None = None,
+        unix_socket: bool | None = None,
         workdir: str | None = None,
         venv: str | None = None,
         conda_env: str | None = None,
@@ -153,6 +159,8 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         scheduler: Scheduler | None = None,
     ) -> None:
         _check(app, {"remote_port": remote_port, "local_port": local_port}, setup)
+        if unix_socket and remote_port is not None:
+            raise ValueError("remote_port= is a TCP port: give it or unix_socket=True, not both")
         _check_positive(timeout=timeout, reconnect_timeout=reconnect_timeout)
         self.host = host
         self.app = app
@@ -177,6 +185,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
                 progress=progress,
             ),
             remote_port=remote_port,
+            unix_socket=False if remote_port is not None else unix_socket,
             timeout=timeout,
             keep_running=keep_running,
             abandon_timeout=self.abandon_timeout,
@@ -413,9 +422,32 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         return self._running()[1].local_port
 
     @property
-    def remote_port(self) -> int:
-        """The port the server really listens on, on the remote loopback."""
-        return self._running()[0].port
+    def remote_port(self) -> int | None:
+        """The port the server really listens on, on the remote loopback (None on a socket)."""
+        info = self._running()[0]
+        return None if info.socket else info.port
+
+    @property
+    def remote_socket(self) -> str | None:
+        """The Unix socket the server listens on, on the remote host (None on a TCP port)."""
+        return self._running()[0].socket
+
+    def forward(
+        self, remote: int | str, *, local_port: int | None = None, remote_host: str = LOOPBACK
+    ) -> Forward:
+        """Forward one more local port over this notebook's SSH login (no second login), like
+        ``ssh -L``: to port ``remote`` of ``remote_host`` as the remote host sees it, or to the
+        Unix socket at path ``remote`` there. It moves with the notebook through reconnects
+        (same local port) and closes with it, or sooner with ``close()`` or ``with``.
+
+        Raises:
+            ValueError, TypeError: ``remote`` or ``local_port`` is malformed.
+            TunnelError: The local port cannot be bound.
+            NotebookClosedError: The notebook is closed.
+        """
+        self._running()
+        assert self._session is not None
+        return self._session.forward(remote, local_port=local_port or 0, remote_host=remote_host)
 
     @property
     def remote_pid(self) -> int:
@@ -460,5 +492,9 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         session = self._session
         if session is not None and session.info is not None and session.forwarder is not None:
             parts.append(f"local_port={session.forwarder.local_port}")
-            parts += [f"remote_port={session.info.port}", f"remote_pid={session.info.pid}"]
+            info = session.info
+            parts.append(
+                f"remote_socket={info.socket}" if info.socket else f"remote_port={info.port}"
+            )
+            parts.append(f"remote_pid={info.pid}")
         return f"<RemoteNotebook {' '.join(parts)}>"

@@ -16,6 +16,7 @@ from typing import Any
 from ._deadline import Deadline
 from ._errors import HeartbeatError, LaunchError, RJupyterError, SSHConnectError, TunnelError
 from ._forward._forwarder import LOOPBACK, Forwarder
+from ._forward._forwards import Forward, Forwards
 from ._jupyter._wire import Endpoint
 from ._launch import Launcher
 from ._server._remote import RemoteServer
@@ -54,6 +55,7 @@ class Session:
         self.forwarder: Forwarder | None = None
         self.keeper: Keeper | None = None
         self.info: ServerInfo | None = None
+        self.forwards: Forwards | None = None
 
     def start(self, deadline: Deadline) -> ServerInfo:
         """Start the server, open the tunnel, wait until the server answers through it.
@@ -69,11 +71,15 @@ class Session:
         info, slot = server.info, launcher.slot
         assert info is not None
         assert slot is not None
-        launcher.spec.step("tunnel", f"remote port {info.port}")
+        where = f"socket {info.socket}" if info.socket else f"remote port {info.port}"
+        launcher.spec.step("tunnel", where)
         forwarder = self.forwarder = Forwarder(
-            slot.current.transport, (LOOPBACK, info.port), local_port=self._local_port
+            slot.current.transport,
+            info.socket or (LOOPBACK, info.port),
+            local_port=self._local_port,
         )
         slot.on_swap(lambda connection: forwarder.use_transport(connection.transport))
+        self.forwards = Forwards(slot)
         forwarder.open()
         self.info = info
         base_url = f"http://{LOOPBACK}:{forwarder.local_port}{info.base_url}"
@@ -128,14 +134,21 @@ class Session:
                 self.forwarder.mark_broken(str(exc))
             raise
 
+    def forward(self, remote: int | str, *, local_port: int, remote_host: str) -> Forward:
+        """One more forward over this session's login (see ``RemoteNotebook.forward``)."""
+        if self.forwards is None:
+            raise RuntimeError("the notebook is not started; use `with` or call start()")
+        return self.forwards.add(remote, local_port=local_port, remote_host=remote_host)
+
     def kept(self) -> dict[str, Any]:
-        """What a handle on this server needs: ``pid``, ``remote_port``, ``job_id`` and the
-        launcher's words on how to come back to it."""
+        """What a handle on this server needs: ``pid``, ``remote_port`` (None on a socket),
+        ``remote_socket``, ``job_id`` and the launcher's words on how to come back to it."""
         info, launcher = self.info, self.launcher
         assert info is not None
         return {
             "pid": info.pid,
-            "remote_port": info.port,
+            "remote_port": None if info.socket else info.port,
+            "remote_socket": info.socket,
             "job_id": launcher.job_id,
             "_description": launcher.describe_kept(info.pid, info.port),
         }
@@ -164,8 +177,12 @@ class Session:
     def shut_tunnel(self, errors: list[BaseException]) -> None:
         """Stop listening and end every forwarded connection."""
         try:
-            if self.forwarder is not None:
-                self.forwarder.shut()
+            try:
+                if self.forwards is not None:
+                    self.forwards.close()
+            finally:
+                if self.forwarder is not None:
+                    self.forwarder.shut()
         except Exception as exc:
             errors.append(TunnelError(f"closing the local tunnel failed: {exc}"))
 

@@ -469,6 +469,7 @@ PUBLIC_API = (
     "CellProgress",
     "ExecutionResult",
     "ExecutionTimeout",
+    "Forward",
     "HostKeyError",
     "JobError",
     "Kernel",

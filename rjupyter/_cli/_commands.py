@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from .._forward._forwards import Forward as RemoteForward
 from .._forward._tunnel import Tunnel
 from .._notebook import RemoteNotebook
 from .._server._inventory import ServerRecord, list_servers, stop_server, stop_servers
@@ -35,7 +36,7 @@ from ._common import (
     server_options,
     timeout_of,
 )
-from ._forwards import FORWARD, Forward, forwards_from
+from ._forwards import FORWARD, Forward, forward_option, forwards_from
 from ._profiles import IDLE_SECONDS, PORT, SLURM
 from ._ui import Progress, StatusLine, count_kernels
 
@@ -48,6 +49,7 @@ Examples:
   rjupyter start me@10.0.0.5:2222 --conda-env torch --json
   rjupyter start gpu-box            # with [hosts.gpu-box] in ~/.config/rjupyter/config.toml
   rjupyter start login-node --slurm "--partition=gpu --time=2:00:00 --gres=gpu:1"
+  rjupyter start gpu-box -L 6006          # TensorBoard's port too, over the same login
 """
 
 
@@ -68,7 +70,14 @@ Examples:
     metavar="SBATCH_OPTIONS",
     help="Run Jupyter in a Slurm job submitted on HOST (a login node) with these sbatch options.",
 )
+@click.option(
+    "--tcp",
+    is_flag=True,
+    default=None,
+    help="Jupyter on a TCP port of HOST's loopback, not on a private Unix socket.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
+@forward_option
 @connection_options
 @click.pass_context
 def start(ctx: click.Context, /, host: str, **flags: Any) -> None:
@@ -81,21 +90,38 @@ def start(ctx: click.Context, /, host: str, **flags: Any) -> None:
     _serve(ctx, notebook, options)
 
 
+def _open_forwards(notebook: RemoteNotebook, wanted: tuple[Forward, ...]) -> list[RemoteForward]:
+    """Open each ``-L`` over the notebook's login (the notebook closes them)."""
+    return [
+        notebook.forward(
+            each.remote_port,
+            local_port=each.local_port,
+            remote_host=each.remote_host or "127.0.0.1",
+        )
+        for each in wanted
+    ]
+
+
 def _serve(ctx: click.Context, notebook: RemoteNotebook, options: dict[str, Any]) -> None:
     """Print the URL (or JSON), maybe open a browser, show the status line until Ctrl-C.
 
     The notebook is started; this closes it however it ends (Ctrl-C, SIGTERM, an error).
     """
     try:
+        forwards = _open_forwards(notebook, tuple(options.get("forwards", ())))
         if options.get("as_json"):
             facts = {
                 "url": notebook.url,
                 "base_url": notebook.base_url,
                 "local_port": notebook.local_port,
                 "remote_port": notebook.remote_port,
+                "remote_socket": notebook.remote_socket,
                 "pid": notebook.remote_pid,
                 "host": notebook.host,
                 "app": notebook.app,
+                "forwards": [
+                    {"local_port": each.local_port, "remote": each.remote} for each in forwards
+                ],
             }
             click.echo(json.dumps(facts))
             sys.stdout.flush()
@@ -106,19 +132,20 @@ def _serve(ctx: click.Context, notebook: RemoteNotebook, options: dict[str, Any]
             notebook.open_browser()  # never the URL on a browser's command line
         if ctx.obj["quiet"]:
             threading.Event().wait()
-        _status_until_interrupted(notebook)
+        _status_until_interrupted(notebook, forwards)
     finally:
         handle = notebook.close()
         if handle is not None and not ctx.obj["quiet"]:
             console.print(str(handle))
 
 
-def _status_until_interrupted(notebook: RemoteNotebook) -> None:
+def _status_until_interrupted(notebook: RemoteNotebook, forwards: list[RemoteForward]) -> None:
     line = StatusLine(
         console,
         host=notebook.host,
         local_port=notebook.local_port,
-        remote_port=notebook.remote_port,
+        remote=notebook.remote_socket or str(notebook.remote_port),
+        forwards=[(each.local_port, str(each.remote)) for each in forwards],
     )
     console.print("[dim]Ctrl-C stops the notebook[/]")
     stop = threading.Event()
@@ -143,6 +170,7 @@ Examples:
   rjupyter tunnel gpu-box -L 8888:8889    # local port 8888 to remote port 8889
   rjupyter tunnel gpu-box -L 8888:8889 -L 6006:6006      # several ports, one login
   rjupyter tunnel gpu-box -L 5432:db.internal:5432       # a host that gpu-box reaches
+  rjupyter tunnel gpu-box -L 8080:/run/user/1000/app.sock # a Unix socket on gpu-box
 """
 
 
@@ -157,7 +185,8 @@ Examples:
     multiple=True,
     metavar="[LOCAL:][HOST:]REMOTE",
     help="Forward local port LOCAL (default: any free one) to port REMOTE on HOST as seen from "
-    "the remote host (default --remote-host), like ssh -L. Repeatable.",
+    "the remote host (default --remote-host), or to the Unix socket at path REMOTE there, like "
+    "ssh -L. Repeatable.",
 )
 @click.option("--remote-host", default="127.0.0.1", help="Address to reach, seen from HOST.")
 @click.option("--local-port", type=PORT, help="Local port of a single -L without LOCAL.")
@@ -191,9 +220,7 @@ def _hold(ctx: click.Context, host: str, wanted: list[Forward], options: dict[st
         for port, each in zip(ports, wanted, strict=True):
             click.echo(f"http://127.0.0.1:{port}")
             if not ctx.obj["quiet"]:
-                console.print(
-                    f"forwarding 127.0.0.1:{port} -> {host}:{each.remote_host}:{each.remote_port}"
-                )
+                console.print(f"forwarding 127.0.0.1:{port} -> {host}:{each.remote}")
         sys.stdout.flush()
         if not ctx.obj["quiet"]:
             console.print("[dim]Ctrl-C stops the tunnel[/]")
@@ -225,6 +252,7 @@ Examples:
 @alias("--stop-on-exit", "stop_on_close", is_flag=True)
 @click.option("--open/--no-open", "open_", default=None, help="Open a browser (default: if any).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
+@forward_option
 @connection_options
 @click.pass_context
 def attach(ctx: click.Context, /, host: str, **flags: Any) -> None:
@@ -266,7 +294,7 @@ def list_command(host: str, as_json: bool, **flags: Any) -> None:
         state = "stale" if record.stale else ("kept" if record.keep_running else "running")
         table.add_row(
             str(record.pid),
-            str(record.port),
+            "socket" if record.socket else str(record.port),
             record.app or "?",
             started,
             "rjupyter" if record.managed else "hand",
@@ -280,6 +308,7 @@ def _record_json(record: ServerRecord) -> dict[str, Any]:
     return {
         "pid": record.pid,
         "port": record.port,
+        "socket": record.socket,
         "url": record.url,
         "root_dir": record.root_dir,
         "started": record.started.isoformat() if record.started else None,
@@ -326,7 +355,8 @@ def stop(
     else:
         records = [stop_server(host, pid=pid, port=port, **connect)]
     for record in records:
-        said(ctx, f"stopped pid {record.pid} (port {record.port}) on {host}")
+        where = f"socket {record.socket}" if record.socket else f"port {record.port}"
+        said(ctx, f"stopped pid {record.pid} ({where}) on {host}")
 
 
 @cli.command(

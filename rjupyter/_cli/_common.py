@@ -236,6 +236,7 @@ def notebook_for(
         app=app or options.get("app", "notebook"),
         remote_port=options.get("remote_port"),
         local_port=options.get("local_port"),
+        unix_socket=False if options.get("tcp") else None,
         workdir=options.get("workdir"),
         venv=options.get("venv"),
         conda_env=options.get("conda_env"),

@@ -1,4 +1,5 @@
-"""``rjupyter tunnel -L [LOCAL:][HOST:]REMOTE``: the forwards asked for, read as ``ssh -L``."""
+"""``-L [LOCAL:][HOST:]REMOTE`` (``rjupyter tunnel``, ``start``, ``attach``): the forwards asked
+for, read as ``ssh -L``; REMOTE is a port, or the path of a Unix socket on the remote host."""
 
 from __future__ import annotations
 
@@ -7,29 +8,46 @@ from typing import Any
 
 import click
 
-__all__ = ["FORWARD", "Forward", "ForwardSpec", "forwards_from"]
+__all__ = ["FORWARD", "Forward", "ForwardSpec", "forward_option", "forwards_from"]
 
 
 @dataclass(frozen=True)
 class Forward:
-    """One forward: a local port (None: any free one) to ``remote_host:remote_port``.
+    """One forward: a local port (None: any free one) to ``remote_host:remote_port``, or to
+    the socket at path ``remote_port`` (a str).
 
     ``remote_host`` empty means the ``--remote-host`` given (default the remote's loopback).
     """
 
     local_port: int | None
     remote_host: str
-    remote_port: int
+    remote_port: int | str
+
+    @property
+    def remote(self) -> str:
+        """``HOST:PORT`` or the socket's path, for messages."""
+        if isinstance(self.remote_port, str):
+            return self.remote_port
+        return f"{self.remote_host or '127.0.0.1'}:{self.remote_port}"
 
 
 class ForwardSpec(click.ParamType):  # type: ignore[type-arg]
-    """``REMOTE``, ``LOCAL:REMOTE``, ``HOST:REMOTE`` or ``LOCAL:HOST:REMOTE`` (ports 1..65535)."""
+    """``REMOTE``, ``LOCAL:REMOTE``, ``HOST:REMOTE`` or ``LOCAL:HOST:REMOTE`` (ports 1..65535);
+    or ``[LOCAL:]/path/of/a/socket`` (OpenSSH's spelling for a remote Unix socket)."""
 
     name = "[LOCAL:][HOST:]REMOTE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, Forward):
             return value
+        head, colon, rest = str(value).partition(":")
+        if str(value).startswith("/") or (colon and head.isdigit() and rest.startswith("/")):
+            local, path = ("", str(value)) if str(value).startswith("/") else (head, rest)
+            return Forward(
+                local_port=self._port(local, value, param, ctx) if local else None,
+                remote_host="",
+                remote_port=path,
+            )
         parts = str(value).split(":")
         if len(parts) == 3:
             local, host, remote = parts
@@ -56,6 +74,19 @@ class ForwardSpec(click.ParamType):  # type: ignore[type-arg]
 
 
 FORWARD = ForwardSpec()
+
+#: ``-L`` on ``start`` and ``attach``: more ports beside the notebook, over the same login.
+forward_option = click.option(
+    "-L",
+    "--forward",
+    "forwards",
+    type=FORWARD,
+    multiple=True,
+    metavar="[LOCAL:]REMOTE",
+    help="Also forward local port LOCAL (default: any free one) to port REMOTE on the remote "
+    "loopback, or to the Unix socket at path REMOTE, over the same login (like ssh -L; e.g. "
+    "TensorBoard's 6006). Repeatable.",
+)
 
 
 def forwards_from(ctx: click.Context, flags: dict[str, Any]) -> list[Forward]:

@@ -10,7 +10,7 @@ import sys
 import time
 import unicodedata
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 
 import click
@@ -99,10 +99,19 @@ class Progress:
 class StatusLine:
     """The live line under a running notebook: host, ports, uptime, kernels, connection."""
 
-    def __init__(self, console: Console, *, host: str, local_port: int, remote_port: int) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        host: str,
+        local_port: int,
+        remote: str,
+        forwards: Sequence[tuple[int, str]] = (),
+    ) -> None:
         self._console = console
         self._host = host
-        self._ports = f"127.0.0.1:{local_port} -> {host}:{remote_port}"
+        more = "".join(f", {local}->{target}" for local, target in forwards)
+        self._ports = f"127.0.0.1:{local_port} -> {host}:{remote}{more}"
         self._started = time.monotonic()
 
     def render(self, *, connected: bool, kernels: int | None) -> str:

@@ -29,6 +29,7 @@ import paramiko
 
 from .._errors import TunnelError
 from .._paramiko._sshtunnel import TunnelForwarder
+from .._paramiko._streamlocal import Address, describe
 from .._ssh._liveness import round_trip
 from ._pump import Pump
 from ._windows import MAX_PACKET_SIZE, LinkEstimate
@@ -45,18 +46,19 @@ _PROBES = 3
 
 
 class Forwarder(TunnelForwarder):
-    """Forward ``127.0.0.1:local_port`` to ``remote_host:remote_port`` over ``transport``.
+    """Forward ``127.0.0.1:local_port`` to ``remote_host:remote_port`` (or to a Unix socket on
+    the SSH server) over ``transport``.
 
     Args:
         transport: An authenticated paramiko transport; the forwarder does not close it.
-        remote_address: ``(host, port)`` as seen from the SSH server.
+        remote_address: ``(host, port)`` as seen from the SSH server, or a socket's path there.
         local_port: The local port; 0 lets the OS choose a free one.
     """
 
     def __init__(
         self,
         transport: paramiko.Transport,
-        remote_address: tuple[str, int],
+        remote_address: Address,
         *,
         local_port: int = 0,
     ) -> None:
@@ -127,7 +129,7 @@ class Forwarder(TunnelForwarder):
         """
         remote_address = self.remote_address
         self._pump = Pump(
-            f"rjupyter-pump-{remote_address[1]}", remote_address, self.link, MAX_PACKET_SIZE
+            f"rjupyter-pump-{describe(remote_address)}", remote_address, self.link, MAX_PACKET_SIZE
         )
         self._pump.use_transport(self.shared_transport)
         try:

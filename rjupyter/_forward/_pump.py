@@ -50,6 +50,7 @@ import paramiko
 from .._errors import TunnelError
 from .._paramiko._socket import transport_socket
 from .._paramiko._spliced import Connection, State
+from .._paramiko._streamlocal import Address, describe
 from ._windows import LinkEstimate
 
 __all__ = ["CHANNEL_OPEN_TIMEOUT", "LINK_WAIT", "MAX_CONNECTIONS", "READ_SIZE", "Pump"]
@@ -77,7 +78,7 @@ class Pump:
 
     Args:
         name: The thread's name.
-        remote_address: ``(host, port)`` as seen from the SSH server.
+        remote_address: ``(host, port)`` as seen from the SSH server, or a socket's path there.
         link: The link's round trip: sizes each channel's window, and learns from open times.
         max_packet: The largest SSH packet the server may send us.
         max_connections: Connections open at once at most; more are closed as they come.
@@ -86,7 +87,7 @@ class Pump:
     def __init__(
         self,
         name: str,
-        remote_address: tuple[str, int],
+        remote_address: Address,
         link: LinkEstimate,
         max_packet: int,
         *,
@@ -95,6 +96,7 @@ class Pump:
         self._max_connections = max_connections
         self._refusing = False  # over the limit now (logged once per episode)
         self._remote_address = remote_address
+        self._target = describe(remote_address)
         self._link = link
         # Upstream reads land here (pump thread only): recv() of a large size allocates, and
         # maps and unmaps, that much on every call, which costs more than the read itself.
@@ -211,9 +213,8 @@ class Pump:
 
     def _die(self, exc: Exception) -> None:
         """Refuse new connections from now on (close the listeners) and keep the error."""
-        host, port = self._remote_address
         error = TunnelError(
-            f"the tunnel to {host}:{port} stopped forwarding: its pump failed "
+            f"the tunnel to {self._target} stopped forwarding: its pump failed "
             f"({type(exc).__name__}: {exc}). Close it and open a new one"
         )
         error.__cause__ = exc
@@ -317,9 +318,9 @@ class Pump:
         over = len(self._connections) + len(self._relays) >= self._max_connections
         if over and not self._refusing:
             logger.warning(
-                "the tunnel to %s:%s has %d connections open, its limit: refusing new ones "
+                "the tunnel to %s has %d connections open, its limit: refusing new ones "
                 "until some close",
-                *self._remote_address,
+                self._target,
                 self._max_connections,
             )
         self._refusing = over
@@ -397,13 +398,13 @@ class Pump:
         self._link.observe(time.monotonic() - connection.since)
         connection.state = State.OPEN
         self._unopened.discard(connection)
-        logger.debug("connection %s to %s:%s open", connection.label, *self._remote_address)
+        logger.debug("connection %s to %s open", connection.label, self._target)
         return True
 
     def _fail(self, connection: Connection, reason: str) -> None:
         logger.warning(
-            "cannot open a channel to %s:%s for local connection %s: %s",
-            *self._remote_address,
+            "cannot open a channel to %s for local connection %s: %s",
+            self._target,
             connection.label,
             reason,
         )

@@ -10,6 +10,7 @@ from .._deadline import Deadline
 from .._errors import NotebookClosedError, RJupyterError
 from .._exits import Tracked, track
 from .._lifecycle import ClosingContext
+from .._paramiko._streamlocal import Address, describe
 from .._signals import SigtermHold
 from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
 from .._ssh._keeper import ConnectionCallback, Keeper
@@ -22,6 +23,7 @@ from .._ssh._options import (
     connect_options,
 )
 from ._forwarder import Forwarder
+from ._forwards import target_of
 
 __all__ = ["Tunnel"]
 
@@ -36,7 +38,8 @@ class Tunnel(ClosingContext):
 
     Args:
         host: An alias from the SSH config, ``host``, ``user@host`` or ``user@host:port``.
-        remote_port: The port to reach, as seen from ``host``.
+        remote_port: The port to reach, as seen from ``host``; or a str, the path of a Unix
+            socket on ``host`` (``ssh -L LOCAL:/path``).
         remote_host: The address to reach, as seen from ``host`` (default its loopback).
         local_port: The local port; None lets the OS choose a free one.
         ssh_config: SSH config file to read (default ``~/.ssh/config``).
@@ -59,7 +62,7 @@ class Tunnel(ClosingContext):
     def __init__(
         self,
         host: str,
-        remote_port: int,
+        remote_port: int | str,
         *,
         remote_host: str = "127.0.0.1",
         local_port: int | None = None,
@@ -74,9 +77,9 @@ class Tunnel(ClosingContext):
         reconnect_timeout: float = 300.0,
         on_connection_change: ConnectionCallback | None = None,
     ) -> None:
-        for name, port in (("remote_port", remote_port), ("local_port", local_port)):
-            if port is not None and not 0 < port < 65536:
-                raise ValueError(f"{name} must be in 1..65535; got {port}")
+        target_of(remote_port, remote_host)
+        if local_port is not None and not 0 < local_port < 65536:
+            raise ValueError(f"local_port must be in 1..65535; got {local_port}")
         self.host = host
         self.remote_host = remote_host
         self.remote_port = remote_port
@@ -97,24 +100,29 @@ class Tunnel(ClosingContext):
         self._closed = False
         self._parts: _Parts | None = None
         self._tracked: Tracked | None = None
-        self._more: list[tuple[str, int, int]] = []
+        self._more: list[tuple[Address, int]] = []
 
     def forward_also(
-        self, remote_port: int, *, remote_host: str = "127.0.0.1", local_port: int | None = None
+        self,
+        remote_port: int | str,
+        *,
+        remote_host: str = "127.0.0.1",
+        local_port: int | None = None,
     ) -> None:
         """Forward one more local port over the same login (like a second ``-L``); before
         :meth:`start`. Its local port is in :attr:`more_local_ports` once started.
+        ``remote_port`` may be a socket path, as for the first.
 
         Raises:
             ValueError: A port is out of range.
             RuntimeError: The tunnel was already started.
         """
-        for name, port in (("remote_port", remote_port), ("local_port", local_port)):
-            if port is not None and not 0 < port < 65536:
-                raise ValueError(f"{name} must be in 1..65535; got {port}")
+        target = target_of(remote_port, remote_host)
+        if local_port is not None and not 0 < local_port < 65536:
+            raise ValueError(f"local_port must be in 1..65535; got {local_port}")
         if self._parts is not None:
             raise RuntimeError("forward_also() comes before start()")
-        self._more.append((remote_host, remote_port, local_port or 0))
+        self._more.append((target, local_port or 0))
 
     @property
     def more_local_ports(self) -> list[int]:
@@ -145,14 +153,12 @@ class Tunnel(ClosingContext):
             slot = parts.slot
             forwarder = parts.forwarder = Forwarder(
                 slot.current.transport,
-                (self.remote_host, self.remote_port),
+                target_of(self.remote_port, self.remote_host),
                 local_port=self._asked_local_port,
             )
             forwarder.open()
-            for remote_host, remote_port, local_port in self._more:
-                more = Forwarder(
-                    slot.current.transport, (remote_host, remote_port), local_port=local_port
-                )
+            for target, local_port in self._more:
+                more = Forwarder(slot.current.transport, target, local_port=local_port)
                 more.open()
                 parts.more.append(more)
             forwarders = [forwarder, *parts.more]
@@ -173,11 +179,10 @@ class Tunnel(ClosingContext):
             self.close()
             raise
         logger.info(
-            "tunnel 127.0.0.1:%s -> %s:%s:%s open",
+            "tunnel 127.0.0.1:%s -> %s:%s open",
             forwarder.local_port,
             self.host,
-            self.remote_host,
-            self.remote_port,
+            describe(target_of(self.remote_port, self.remote_host)),
         )
         return self
 
@@ -245,7 +250,8 @@ class Tunnel(ClosingContext):
         port = self._forwarder.local_port if self._forwarder is not None else None
         state = "closed" if self._closed else ("open" if port else "new")
         return (
-            f"<Tunnel 127.0.0.1:{port} -> {self.host}:{self.remote_host}:{self.remote_port} "
+            f"<Tunnel 127.0.0.1:{port} -> "
+            f"{self.host}:{describe(target_of(self.remote_port, self.remote_host))} "
             f"state={state}>"
         )
 

@@ -36,7 +36,7 @@ from .._server._remote import RemoteServer
 from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
 from .._ssh._options import ConnectOptions
 
-__all__ = ["REMOTE_PORT_RANGE", "Environment", "LaunchSpec", "Launcher"]
+__all__ = ["REMOTE_PORT_RANGE", "Environment", "LaunchSpec", "Launcher", "socket_forwarded"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class LaunchSpec:
         environment: Where and how Jupyter runs.
         options: How to connect.
         remote_port: The port asked of the server; None picks one.
+        unix_socket: Jupyter on a Unix socket: None where possible, True required, False never.
         timeout: Seconds for connecting and starting (with a scheduler: from when the job runs).
         keep_running: The server is to outlive the notebook.
         abandon_timeout: Seconds without a heartbeat before the server stops itself (None: never).
@@ -100,6 +101,7 @@ class LaunchSpec:
     environment: Environment
     options: ConnectOptions
     remote_port: int | None = None
+    unix_socket: bool | None = None
     timeout: float = 60.0
     keep_running: bool = False
     abandon_timeout: float | None = None
@@ -125,6 +127,44 @@ class LaunchSpec:
         """
         options = dataclasses.replace(self.options, host_key_policy=None) if hop else self.options
         return open_connection(host or self.host, options, deadline)
+
+
+def socket_forwarded(
+    connection: SSHConnection, server: RemoteServer, spec: LaunchSpec, deadline: Deadline
+) -> bool:
+    """Whether the SSH server forwards to the Unix socket ``server`` listens on, and, when
+    ``spec`` leaves the choice open, whether to use a TCP port instead: the socket exists
+    (Jupyter printed its URL after binding it), so a refused open means the SSH server forbids
+    stream-local forwarding. A server that cannot be on a socket when one is required is
+    stopped, with a :class:`LaunchError` saying what to do.
+
+    Raises:
+        LaunchError: ``spec.unix_socket`` is True and the socket cannot be used.
+        SSHConnectError: The connection failed.
+    """
+    info = server.info
+    assert info is not None
+    if info.socket is None:
+        reason = (
+            "Jupyter listens on a TCP port, not a Unix socket (jupyter_server 1.9 or later "
+            "is needed, and a run directory path short enough for a socket)"
+        )
+    elif connection.reaches_socket(info.socket, timeout=max(1.0, min(15.0, deadline.remaining()))):
+        return True
+    else:
+        reason = (
+            f"{spec.host}'s SSH server does not forward to Unix sockets "
+            "(sshd_config: AllowStreamLocalForwarding no)"
+        )
+    if not spec.unix_socket:
+        return False
+    server.stop()
+    raise LaunchError(
+        f"unix_socket=True, but {reason}; it has been stopped. Use unix_socket=None (a Unix "
+        "socket where possible) or unix_socket=False (`--tcp`) for a TCP port on the remote "
+        "loopback",
+        host=spec.host,
+    )
 
 
 class Launcher(abc.ABC):

@@ -11,7 +11,7 @@ from .._server._inventory import find_server, inventory, server_from_record
 from .._server._remote import RemoteServer
 from .._server._scripts import abandon_step, build_script
 from .._ssh._connection import ConnectionSlot, SSHConnection
-from ._base import Launcher, LaunchSpec
+from ._base import Launcher, LaunchSpec, socket_forwarded
 
 __all__ = ["HostLauncher"]
 
@@ -45,16 +45,36 @@ class HostLauncher(Launcher):
             self.app = record.app or "server"
             self.server = server_from_record(slot.current, record)
             return self.server
+        spec = self.spec
+        server = self._launch(slot, deadline, unix_socket=spec.unix_socket is not False)
+        info = server.info
+        assert info is not None
+        if spec.unix_socket is False or socket_forwarded(slot.current, server, spec, deadline):
+            return server
+        if info.socket is None:  # a Jupyter too old for sockets: on TCP already
+            return server
+        server.stop()  # (the run dir, and the socket in it, go with it)
+        logger.info(
+            "%s does not forward to Unix sockets (sshd's AllowStreamLocalForwarding): "
+            "Jupyter listens on a TCP port of its loopback instead",
+            self.label,
+        )
+        return self._launch(slot, deadline, unix_socket=False)
+
+    def _launch(
+        self, slot: ConnectionSlot, deadline: Deadline, *, unix_socket: bool
+    ) -> RemoteServer:
         run_id = secrets.token_hex(8)  # names the launch before it printed anything
         server = self.server = RemoteServer(
             slot, host=self.label, options=self.spec.environment.described(), run_id=run_id
         )
-        info = server.start(self._script(run_id), deadline)
-        logger.debug("remote server pid %s listens on port %s", info.pid, info.port)
+        info = server.start(self._script(run_id, unix_socket=unix_socket), deadline)
+        where = info.socket or f"port {info.port}"
+        logger.debug("remote server pid %s listens on %s", info.pid, where)
         server.wait_listening(deadline)
         return server
 
-    def _script(self, run_id: str) -> str:
+    def _script(self, run_id: str, *, unix_socket: bool) -> str:
         spec = self.spec
         return build_script(
             app=spec.app,
@@ -63,6 +83,7 @@ class HostLauncher(Launcher):
             run_id=run_id,
             abandon=spec.abandon_timeout or 0,
             keep=spec.keep_running,
+            unix_socket=unix_socket,
         )
 
     def reconnect(self, deadline: Deadline) -> SSHConnection:
@@ -97,7 +118,7 @@ class HostLauncher(Launcher):
 
     def describe_kept(self, pid: int, port: int) -> str:
         return (
-            f"Jupyter pid {pid} on {self.label} (port {port}) keeps running; "
+            f"Jupyter pid {pid} on {self.label}{f' (port {port})' if port else ''} keeps running; "
             f"come back with RemoteNotebook.attach({self.label!r}, pid={pid}) "
             f"or `rjupyter attach {self.label} --pid {pid}`"
         )

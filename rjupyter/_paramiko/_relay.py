@@ -19,6 +19,9 @@ from collections.abc import Callable
 
 import paramiko
 
+from ._streamlocal import Address, describe
+from ._streamlocal import open_channel as open_any
+
 __all__ = ["Relay"]
 
 logger = logging.getLogger(__name__)
@@ -49,22 +52,18 @@ class Relay:
     def start(
         self,
         transport: paramiko.Transport,
-        address: tuple[str, int],
+        address: Address,
         peer: tuple[str, int],
         *,
         window: int,
         packet: int,
         timeout: float,
     ) -> None:
-        """Open the channel and relay, in a new thread; errors end the connection there."""
+        """Open the channel and relay, in a new thread; errors end the connection there.
+        (A socket's channel is opened by hand: paramiko's ``open_channel`` knows only
+        ``direct-tcpip``.)"""
         open_channel = functools.partial(
-            transport.open_channel,
-            "direct-tcpip",
-            address,
-            peer,
-            window_size=window,
-            max_packet_size=packet,
-            timeout=timeout,
+            open_any, transport, address, peer, window=window, packet=packet, timeout=timeout
         )
         thread = threading.Thread(
             target=self._run,
@@ -87,21 +86,26 @@ class Relay:
             with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                 channel.close()
 
-    def _run(self, open_channel: Callable[[], paramiko.Channel], address: tuple[str, int]) -> None:
+    def _run(self, open_channel: Callable[[], paramiko.Channel], address: Address) -> None:
         try:
             channel = open_channel()
             with self._lock:
                 self._channel = channel
                 closed = self._closed
             if not closed:
-                logger.debug("connection %s to %s:%s open (public path)", self.label, *address)
+                logger.debug(
+                    "connection %s to %s open (public path)", self.label, describe(address)
+                )
                 self.sock.setblocking(True)
                 self._copy(channel)
         except (OSError, ValueError, EOFError, paramiko.SSHException) as exc:
             # (ValueError: select on a socket closed meanwhile)
             if not self._closed:
                 logger.warning(
-                    "connection %s to %s:%s failed: %s", self.label, *address, exc or type(exc)
+                    "connection %s to %s failed: %s",
+                    self.label,
+                    describe(address),
+                    exc or type(exc),
                 )
         finally:
             self.close()

@@ -25,6 +25,7 @@ from ._channel import OpenSignal, new_channel
 from ._fastpath import FastPath, sender
 from ._gate import disable_lean_path, lean_path_enabled
 from ._relay import Relay
+from ._streamlocal import Address, add_target, channel_type
 
 __all__ = ["Connection", "Pump", "State"]
 
@@ -174,13 +175,14 @@ class Connection:
     def open(
         self,
         transport: Any,
-        address: tuple[str, int],
+        address: Address,
         window: int,
         packet: int,
         *,
         timeout: float,
     ) -> bool:
-        """Open this connection's ``direct-tcpip`` channel.
+        """Open this connection's channel: ``direct-tcpip`` to ``(host, port)``, or
+        ``direct-streamlocal@openssh.com`` to a socket path.
 
         By the lean path the open is sent and the answer wakes the pump (state OPENING);
         where that path is off, or an internal it uses turns out missing, the connection is
@@ -212,9 +214,7 @@ class Connection:
         )
         return False
 
-    def _open_lean(
-        self, transport: Any, address: tuple[str, int], window: int, packet: int
-    ) -> None:
+    def _open_lean(self, transport: Any, address: Address, window: int, packet: int) -> None:
         """The steps of ``Transport.open_channel`` up to its wait, with this connection's sink,
         window signal and open signal in place before the server can answer."""
         source = self.peer
@@ -224,14 +224,11 @@ class Connection:
             packet = transport._sanitize_packet_size(packet)
             chanid = transport._next_channel()
             message.add_byte(cMSG_CHANNEL_OPEN)
-            message.add_string("direct-tcpip")
+            message.add_string(channel_type(address))
             message.add_int(chanid)
             message.add_int(window)
             message.add_int(packet)
-            message.add_string(address[0])
-            message.add_int(address[1])
-            message.add_string(source[0])
-            message.add_int(source[1])
+            add_target(message, address, source)
             channel = new_channel(chanid, self)
             self.channel = channel
             transport._channels.put(chanid, channel)

@@ -19,8 +19,13 @@ import paramiko
 import sshtunnel
 
 from .._errors import TunnelError
+from ._streamlocal import Address
 
 __all__ = ["LISTEN_BACKLOG", "TunnelForwarder"]
+
+#: What sshtunnel is told it forwards to when the target is a socket: it refuses remote socket
+#: paths, and here it only binds (the real target: :attr:`TunnelForwarder.remote_address`).
+_NOMINAL = ("127.0.0.1", 1)
 
 #: Pending connections the listening socket holds (the kernel caps it at somaxconn).
 LISTEN_BACKLOG = 1024
@@ -40,7 +45,7 @@ class TunnelForwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
 
     Args:
         transport: An authenticated paramiko transport; the forwarder does not close it.
-        remote_address: ``(host, port)`` as seen from the SSH server.
+        remote_address: ``(host, port)`` as seen from the SSH server, or a socket's path there.
         local_address: ``(host, port)`` to listen on; port 0 lets the OS choose.
         logger: Given to sshtunnel (which would otherwise add log handlers of its own).
     """
@@ -51,11 +56,12 @@ class TunnelForwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
     def __init__(
         self,
         transport: paramiko.Transport,
-        remote_address: tuple[str, int],
+        remote_address: Address,
         *,
         local_address: tuple[str, int],
         logger: logging.Logger,
     ) -> None:
+        self._target = remote_address
         self._shared_transport = transport
         self._bound_port = 0
         host, port = transport.getpeername()[:2]
@@ -64,7 +70,7 @@ class TunnelForwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
             ssh_config_file=None,
             ssh_username=transport.get_username(),
             local_bind_address=local_address,
-            remote_bind_address=remote_address,
+            remote_bind_address=_NOMINAL if isinstance(remote_address, str) else remote_address,
             logger=logger,
             allow_agent=False,
             host_pkey_directories=[],
@@ -105,10 +111,9 @@ class TunnelForwarder(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
         self._shared_transport = self._transport = transport
 
     @property
-    def remote_address(self) -> tuple[str, int]:
-        """``(host, port)`` as seen from the SSH server."""
-        host, port = self._remote_binds[0]
-        return str(host), int(port)
+    def remote_address(self) -> Address:
+        """``(host, port)`` as seen from the SSH server, or a socket's path there."""
+        return self._target
 
     @property
     def bound_port(self) -> int:

@@ -67,7 +67,7 @@ class ServerRecord:
 
     Attributes:
         pid: Its process id on that host.
-        port: The port it listens on (on the host's loopback, usually).
+        port: The port it listens on (on the host's loopback, usually); None on a Unix socket.
         url: Its URL as the host sees it, without the token.
         root_dir: The directory it serves.
         started: When it started (its runtime file's time), if known.
@@ -78,10 +78,11 @@ class ServerRecord:
         keep_running: True when rjupyter started it with ``keep_running=True``.
         other_host: The host it was started on, when rjupyter's record says that is another
             machine sharing this home directory (it is then ``stale`` here); else None.
+        socket: The Unix socket it listens on, or None on a TCP port.
     """
 
     pid: int
-    port: int
+    port: int | None
     url: str
     root_dir: str
     started: datetime.datetime | None
@@ -90,6 +91,7 @@ class ServerRecord:
     stale: bool
     keep_running: bool = False
     other_host: str | None = None
+    socket: str | None = None
     runtime_file: str = field(default="", repr=False)
     run_dir: str | None = field(default=None, repr=False)
     base_url: str = field(default="/", repr=False)
@@ -204,9 +206,11 @@ def _record(
     process = processes.get(pid)
     run = runs.get(pid)
     url = str(data.get("url", "")).split("?", 1)[0]
+    sock = str(data.get("sock") or "") or None
     return ServerRecord(
         pid=pid,
-        port=int(str(data.get("port", 0))),
+        port=None if sock else int(str(data.get("port", 0))),
+        socket=sock,
         url=url,
         root_dir=str(data.get("root_dir") or data.get("notebook_dir") or ""),
         started=datetime.datetime.fromtimestamp(mtime, tz=datetime.timezone.utc) if mtime else None,
@@ -272,7 +276,11 @@ def find_server(
 
 
 def _summary(records: Sequence[ServerRecord]) -> str:
-    return ", ".join(f"pid {r.pid} port {r.port} ({r.root_dir})" for r in records) or "none"
+    return ", ".join(f"pid {r.pid} {_where(r)} ({r.root_dir})" for r in records) or "none"
+
+
+def _where(record: ServerRecord) -> str:
+    return f"socket {record.socket}" if record.socket else f"port {record.port}"
 
 
 def server_from_record(connection: SSHConnection, record: ServerRecord) -> RemoteServer:
@@ -283,11 +291,12 @@ def server_from_record(connection: SSHConnection, record: ServerRecord) -> Remot
             "file (password or no authentication); rjupyter only tunnels to token-protected servers"
         )
     info = ServerInfo(
-        port=record.port,
+        port=record.port or 0,
         path=record.base_url,
         token=record.token,
         pid=record.pid,
         run_dir=record.run_dir,
+        socket=record.socket,
     )
     return RemoteServer(
         ConnectionSlot(connection),
@@ -428,7 +437,7 @@ def _stop(connection: SSHConnection, host: str, record: ServerRecord, grace: flo
         ConnectionSlot(connection),
         host=host,
         info=ServerInfo(
-            port=record.port, path="/", token="", pid=record.pid, run_dir=record.run_dir
+            port=record.port or 0, path="/", token="", pid=record.pid, run_dir=record.run_dir
         ),
         runtime_file=record.runtime_file,
         process_start=record.process_start,

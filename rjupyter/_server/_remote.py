@@ -55,6 +55,18 @@ _REASONS = {
 }
 
 
+#: Waits (up to ~10 s) until the Unix socket $1 exists (Jupyter binds it after printing its URL).
+_SOCKET_SCRIPT = """\
+n=0
+while [ "$n" -lt 200 ]; do
+  [ -S "$1" ] && exit 0
+  sleep 0.05 2>/dev/null || sleep 1
+  n=$((n + 1))
+done
+exit 1
+"""
+
+
 def failure_reason(parser: StartupParser, options: dict[str, str]) -> tuple[str, int | None]:
     """Why a launch failed, from what its output said: (a sentence, the exit status)."""
     status_text = parser.exit_status
@@ -280,16 +292,19 @@ class RemoteServer:
         """Return once the server's port is listening on the remote host (best effort).
 
         Jupyter prints its URL a moment before it listens; connecting through the tunnel in
-        that moment would make paramiko log a refused channel.
+        that moment would make paramiko log a refused channel (and a refused stream-local
+        open would be taken for sshd forbidding them).
 
         Raises:
             SSHConnectError: The connection failed.
         """
-        if self.info is not None:
-            port = f"{self.info.port:04X}"
-            self._slot.current.run(
-                LISTEN_SCRIPT, [port], timeout=max(1.0, min(15.0, deadline.remaining()))
-            )
+        if self.info is None:
+            return
+        timeout = max(1.0, min(15.0, deadline.remaining()))
+        if self.info.socket is not None:
+            self._slot.current.run(_SOCKET_SCRIPT, [self.info.socket], timeout=timeout)
+        else:
+            self._slot.current.run(LISTEN_SCRIPT, [f"{self.info.port:04X}"], timeout=timeout)
 
     def alive(self) -> bool:
         """True while the server's process exists (asked over the current connection).

@@ -44,6 +44,7 @@ __all__ = [
     "preamble_lines",
     "remote_path",
     "server_command",
+    "socket_lines",
     "whole",
 ]
 
@@ -338,8 +339,10 @@ def build_script(
     abandon: float = 0,
     keep: bool = False,
     log_limit: int = LOG_LIMIT,
+    unix_socket: bool = False,
 ) -> str:
-    """The script that enters the environment and starts Jupyter under the supervisor.
+    """The script that enters the environment and starts Jupyter under the supervisor (on a
+    Unix socket in the run dir with ``unix_socket``, see :func:`socket_lines`).
 
     It prints its own PID (to stop a setup line still running), the run dir, the server's PID,
     then follows the server's output until the server ends, and prints its exit status. The
@@ -351,7 +354,7 @@ def build_script(
     """
     if not run_id.isalnum():
         raise ValueError(f"run_id must be alphanumeric; got {run_id!r}")
-    server = server_command(app, jupyter, port)
+    server = server_command(app, jupyter, port, unix_socket=unix_socket)
     abandon_seconds = 0 if keep else int(abandon)
     step = abandon_step(abandon) if abandon_seconds else _LOG_STEP
     lines = [
@@ -371,6 +374,7 @@ def build_script(
         *environment_lines(
             workdir=workdir, venv=venv, conda_env=conda_env, setup=setup, jupyter=jupyter
         ),
+        *(socket_lines("$rj_run", port) if unix_socket else []),
         ': > "$rj_run/heartbeat"',
         # The log exists before anyone follows it: `tail -f` gives up on a missing file.
         ': > "$rj_run/log"',
@@ -405,8 +409,9 @@ def whole(lines: Sequence[str]) -> str:
     return f'rj_main() {{\n{body}}}\nrj_main "$@"\n'
 
 
-def server_command(app: str, jupyter: str, port: int) -> str:
-    """The command that starts Jupyter on the loopback at ``port`` (or the next free one).
+def server_command(app: str, jupyter: str, port: int, *, unix_socket: bool = False) -> str:
+    """The command that starts Jupyter on the loopback at ``port`` (or the next free one); with
+    ``unix_socket``, where :func:`socket_lines` said (``$rj_listen``).
 
     Raises:
         ValueError: ``app`` is not one of :data:`APPS`.
@@ -414,7 +419,19 @@ def server_command(app: str, jupyter: str, port: int) -> str:
     if app not in APPS:
         raise ValueError(f"app must be one of {', '.join(APPS)}; got {app!r}")
     command = remote_path(jupyter)
-    return f"{command} {app} --no-browser --ip=127.0.0.1 --port={int(port)} --port-retries=50"
+    listen = '"$rj_listen"' if unix_socket else f"--port={int(port)}"
+    return f"{command} {app} --no-browser --ip=127.0.0.1 {listen} --port-retries=50"
+
+
+def socket_lines(run_dir: str, port: int) -> list[str]:
+    """Shell lines that set ``$rj_listen``: a Unix socket in ``run_dir`` (a shell word; private,
+    0700), or ``port`` where the socket's path would be too long for ``sun_path``. A server too
+    old to know ``ServerApp.sock`` listens on a TCP port instead: its URL tells which."""
+    return [
+        f"rj_listen=--port={int(port)}",
+        f'rj_sock="{run_dir}/jupyter.sock"',
+        'if [ "${#rj_sock}" -le 100 ]; then rj_listen="--ServerApp.sock=$rj_sock"; fi',
+    ]
 
 
 def preamble_lines() -> list[str]:

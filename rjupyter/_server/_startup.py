@@ -35,6 +35,10 @@ _URL_RE = re.compile(
     r"(?P<scheme>https?)://(?P<host>\[[^\]\s]+\]|[^\s/:?]+):(?P<port>\d+)"
     r"(?P<path>/[^\s?]*)?(?:\?token=(?P<token>[^\s&]*))?"
 )
+#: jupyter_server on a Unix socket prints ``http+unix://`` and the path with ``/`` as ``%2F``.
+_SOCKET_URL_RE = re.compile(
+    r"http\+unix://(?P<socket>%2F[^\s/?]+)(?P<path>/[^\s?]*)?(?:\?token=(?P<token>[^\s&]*))?"
+)
 _RUNTIME_RE = re.compile(r"file://(?P<path>/\S*/(?:jp|nb)server-\d+)-open\.html")
 _TOKEN_RE = re.compile(r"(token=)[^\s&\"']+")
 _MASKED_TOKENS = {"", "...", "(token)", "<generated>"}
@@ -70,11 +74,13 @@ class ServerInfo:
     """What the remote server told us about itself.
 
     Attributes:
-        port: The port it really listens on (it moves up when the asked one is taken).
+        port: The port it really listens on (it moves up when the asked one is taken); 0 on a
+            Unix socket.
         path: The path of its start page, e.g. ``/tree`` or ``/lab``.
         token: The authentication token. Never log or print this.
         pid: The server's PID on the remote host.
         run_dir: rjupyter's private run directory for it (None for a server we did not start).
+        socket: The path of the Unix socket it listens on, or None on a TCP port.
     """
 
     port: int
@@ -82,6 +88,7 @@ class ServerInfo:
     token: str = field(repr=False)
     pid: int
     run_dir: str | None = None
+    socket: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -101,6 +108,7 @@ class StartupParser:
         self.exit_status: str | None = None
         self.masked_url_seen = False
         self._url: tuple[int, str, str] | None = None
+        self._socket: str | None = None
 
     def feed(self, line: str) -> ServerInfo | None:
         """Take one line; return the server's facts once both PID and token URL were seen."""
@@ -123,7 +131,8 @@ class StartupParser:
         return self.info
 
     def _take_url(self, line: str) -> None:
-        match = _URL_RE.search(line)
+        on_socket = _SOCKET_URL_RE.search(line)
+        match = on_socket or _URL_RE.search(line)
         if match is None or "://" not in line:
             return
         token = match.group("token")
@@ -132,7 +141,11 @@ class StartupParser:
             # (set by the user's config) or none at all. Remember, keep looking.
             self.masked_url_seen = True
             return
-        self._url = (int(match.group("port")), match.group("path") or "/", token)
+        if on_socket is not None:
+            self._socket = on_socket.group("socket").replace("%2F", "/")
+            self._url = (0, match.group("path") or "/", token)
+        else:
+            self._url = (int(match.group("port")), match.group("path") or "/", token)
 
     @property
     def info(self) -> ServerInfo | None:
@@ -146,4 +159,5 @@ class StartupParser:
             token=token,
             pid=self.pid,
             run_dir=self.run_dir,
+            socket=self._socket,
         )

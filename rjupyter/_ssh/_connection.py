@@ -17,6 +17,7 @@ import paramiko
 
 from .._deadline import Deadline
 from .._errors import SSHConnectError
+from .._paramiko._streamlocal import reaches_socket
 from ._auth import Credentials
 from ._handshake import connect
 from ._hostconfig import HostConfig, resolve_chain, resolve_host, split_chain
@@ -124,6 +125,17 @@ class SSHConnection:
         if client is None:
             raise SSHConnectError(f"{self.host.name} refused the SFTP subsystem", host=self.label)
         return client
+
+    def reaches_socket(self, path: str, *, timeout: float = 15.0) -> bool:
+        """Whether the server forwards to the Unix socket ``path`` (one channel opened and
+        closed). On a socket known to exist, False means the server forbids stream-local
+        forwarding (sshd's ``AllowStreamLocalForwarding``).
+
+        Raises:
+            SSHConnectError: The connection failed.
+        """
+        with self._channel_errors("reaching a Unix socket"):
+            return reaches_socket(self.transport, path, timeout=timeout)
 
     def stream(
         self, script: str, args: Sequence[str] = (), *, timeout: float, hold_stdin: bool = False
