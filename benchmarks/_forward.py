@@ -34,10 +34,11 @@ def main() -> None:
     parser.add_argument("--user", required=True)
     parser.add_argument("--identity", required=True)
     parser.add_argument("--host-key", required=True, help="sshd's public host key file")
-    parser.add_argument("--remote-port", type=int, required=True)
+    parser.add_argument("--remote-port", required=True, help="a port, or a socket's path")
     args = parser.parse_args()
     if args.tool == "rjupyter":
-        with Tunnel(args.alias, args.remote_port, ssh_config=args.ssh_config) as tunnel:
+        remote = args.remote_port if args.remote_port.startswith("/") else int(args.remote_port)
+        with Tunnel(args.alias, remote, ssh_config=args.ssh_config) as tunnel:
             _serve_until_stdin_closes(tunnel.local_port)
         return
     # Stock sshtunnel, defaults except: our logger (its own adds handlers), loopback, its own
@@ -53,7 +54,7 @@ def main() -> None:
         allow_agent=False,
         host_pkey_directories=[],
         local_bind_address=("127.0.0.1", 0),
-        remote_bind_address=("127.0.0.1", args.remote_port),
+        remote_bind_address=("127.0.0.1", int(args.remote_port)),
         logger=logging.getLogger("benchmarks.sshtunnel"),
     )
     forwarder.start()

@@ -60,7 +60,10 @@ def check(
         ConnectionError: Some bytes arrived changed or not at all.
     """
     done = []
-    with TrafficServer(remote) as traffic, endpoints(lab, remote, workdir) as links:
+    with (
+        _traffic_server(lab, remote) as traffic,
+        endpoints(lab, remote, workdir) as links,
+    ):
         for link, endpoint in links.items():
             for tool in tools:
                 # Stock sshtunnel closes the whole channel at the client's EOF (no half-close)
@@ -80,14 +83,31 @@ def check(
                     f"{tool} over the {link} link: {size} bytes each way intact "
                     f"({seconds:.1f} s with hashing), {failed} of 40 burst failed"
                 )
+            if "rjupyter" in tools:  # the lean path over direct-streamlocal channels
+                with forwarding("rjupyter", endpoint, socket_path(lab)) as forwarder:
+                    failed = _rows.check_intact(forwarder.port, size)
+                if failed:
+                    raise ConnectionError(f"rjupyter to a Unix socket: {failed} of 40 failed")
+                done.append(f"rjupyter to a Unix socket over the {link} link: bytes intact")
     return done
+
+
+def socket_path(lab: Lab) -> str:
+    """Where the traffic server's Unix socket is (in the lab user's home)."""
+    return str(lab.home / "traffic.sock")
+
+
+def _traffic_server(lab: Lab, remote: LabHost) -> TrafficServer:
+    """The traffic server, also on a Unix socket the lab user owns."""
+    return TrafficServer(remote, unix_socket=socket_path(lab), socket_owner=lab.uid)
 
 
 def measure(lab: Lab, remote: LabHost, workdir: Path, args: argparse.Namespace) -> list[Result]:
     """Every row of the table, medians of ``args.repeat`` runs, tools interleaved."""
     repeat = args.repeat
     results: list[Result] = []
-    with TrafficServer(remote) as traffic, endpoints(lab, remote, workdir) as links:
+    with _traffic_server(lab, remote) as traffic, endpoints(lab, remote, workdir) as links:
+        results += _socket_rows(links["fast"], traffic.port, socket_path(lab), args, repeat)
         with contextlib.ExitStack() as stack:
             fast = {
                 tool: stack.enter_context(forwarding(tool, links["fast"], traffic.port))
@@ -169,6 +189,35 @@ def measure(lab: Lab, remote: LabHost, workdir: Path, args: argparse.Namespace) 
     return results
 
 
+def _socket_rows(
+    endpoint: Endpoint, port: int, path: str, args: argparse.Namespace, repeat: int
+) -> list[Result]:
+    """rjupyter to a Unix socket against rjupyter to a TCP port, on the fast link (the ratio is
+    the socket's: at least parity is the target)."""
+    with (
+        forwarding("rjupyter", endpoint, port) as tcp,
+        forwarding("rjupyter", endpoint, path) as unix,
+    ):
+        ports = {"rjupyter TCP": tcp.port, "rjupyter": unix.port}
+        rows: list[tuple[str, str, Callable[[int], float]]] = [
+            (
+                "bulk download to a Unix socket",
+                "MB/s",
+                lambda p: _rows.bulk_download(p, args.fast_size),
+            ),
+            ("small request/response to a Unix socket", "ms", lambda p: _rows.round_trip(p) * 1e3),
+        ]
+        results = []
+        for name, unit, run in rows:
+            samples: dict[str, list[float]] = {tool: [] for tool in ports}
+            for _ in range(repeat):
+                for tool, local in ports.items():
+                    samples[tool].append(run(local))
+            medians = {tool: statistics.median(values) for tool, values in samples.items()}
+            results.append(Result(name, unit, medians, reference="rjupyter TCP"))
+    return results
+
+
 def _per_tool(
     name: str, unit: str, repeat: int, ports: dict[str, int], run: Callable[[int], float]
 ) -> Result:
@@ -194,13 +243,17 @@ def _jupyter_rows(lab: Lab, remote: LabHost, repeat: int) -> list[Result]:
     ]
     endpoint = direct_endpoint(lab, remote)
     with (
-        RemoteNotebook(
-            remote.name, app="lab", ssh_config=lab.ssh_config, venv=lab.jupyter_venv
+        RemoteNotebook(  # on a TCP port: what every tool can forward to
+            remote.name,
+            app="lab",
+            unix_socket=False,
+            ssh_config=lab.ssh_config,
+            venv=lab.jupyter_venv,
         ) as nb,
         contextlib.ExitStack() as stack,
     ):
         ports = {
-            tool: stack.enter_context(forwarding(tool, endpoint, nb.remote_port)).port
+            tool: stack.enter_context(forwarding(tool, endpoint, nb.remote_port or 0)).port
             for tool in TOOLS
         }
         browser = stack.enter_context(_jupyter.open_browser())

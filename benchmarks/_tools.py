@@ -38,9 +38,9 @@ class Forwarding:
 
 
 @contextmanager
-def forwarding(tool: str, endpoint: Endpoint, remote_port: int) -> Iterator[Forwarding]:
-    """Start ``tool`` forwarding ``127.0.0.1:<port>`` to the remote's ``127.0.0.1:remote_port``;
-    stop it by PID afterwards."""
+def forwarding(tool: str, endpoint: Endpoint, remote_port: int | str) -> Iterator[Forwarding]:
+    """Start ``tool`` forwarding ``127.0.0.1:<port>`` to the remote's ``127.0.0.1:remote_port``
+    (rjupyter: or to the Unix socket at that path); stop it by PID afterwards."""
     if tool == "openssh":
         with _openssh(endpoint, remote_port) as opened:
             yield opened
@@ -85,7 +85,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _openssh(endpoint: Endpoint, remote_port: int) -> Iterator[Forwarding]:
+def _openssh(endpoint: Endpoint, remote_port: int | str) -> Iterator[Forwarding]:
+    target = remote_port if isinstance(remote_port, str) else f"127.0.0.1:{remote_port}"
     for _ in range(5):
         port = _free_port()
         process = subprocess.Popen(
@@ -100,7 +101,7 @@ def _openssh(endpoint: Endpoint, remote_port: int) -> Iterator[Forwarding]:
                 "-o",
                 "BatchMode=yes",
                 "-L",
-                f"127.0.0.1:{port}:127.0.0.1:{remote_port}",
+                f"127.0.0.1:{port}:{target}",
                 endpoint.alias,
             ],
             stdin=subprocess.DEVNULL,

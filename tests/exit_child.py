@@ -41,7 +41,7 @@ def main() -> None:
     nb = notebook(keep_running=mode == "keep").start()
     facts = {"pid": nb.remote_pid, "local_port": nb.local_port}
     if mode == "tunnel":
-        tunnel = Tunnel(host, nb.remote_port, ssh_config=ssh_config).start()
+        tunnel = Tunnel(host, str(nb.remote_socket), ssh_config=ssh_config).start()
         facts["tunnel_port"] = tunnel.local_port
     if mode == "other-closed":
         notebook().close()

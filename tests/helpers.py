@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websocket  # websocket-client
+
+from rjupyter.testing._procs import stop_popen
 
 #: A 1x1 PNG as base64: what a plot's ``image/png`` output carries.
 PNG_BASE64 = (
@@ -199,3 +205,26 @@ def run_shell(
         check=False,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def http_server(host: Any, port: int | None = None) -> Iterator[int]:
+    """``python -m http.server`` as the lab user on a lab host's loopback, serving
+    ``hello.txt``; stopped by PID. Yields its port (``port``, or a random free-looking one)."""
+    directory = tempfile.mkdtemp(prefix="rjupyter-served-")  # readable by the lab user
+    Path(directory, "hello.txt").write_text("hello from the remote\n")
+    os.chmod(directory, 0o755)
+    os.chmod(Path(directory, "hello.txt"), 0o644)
+    port = port or random.randint(30000, 39000)
+    process = host.popen(
+        ["/usr/bin/python3", "-m", "http.server", "-b", "127.0.0.1", "-d", directory, str(port)]
+    )
+    try:
+        assert wait_for(lambda: ("127.0.0.1", port) in host.listeners(), 10)
+        yield port
+    finally:
+        stop_popen(process)
+        if process.stderr is not None:
+            process.stderr.close()
+        Path(directory, "hello.txt").unlink()
+        os.rmdir(directory)

@@ -48,6 +48,7 @@ def test_jupyterlab_runs_a_cell_in_chromium(
     chromium: str, remote: LabHost, nb_options: dict[str, Any]
 ) -> None:
     with RemoteNotebook(remote.name, app="lab", **nb_options) as nb:
+        assert nb.remote_socket is not None, "Lab, its kernel and its WebSockets over the socket"
         body = json.dumps({"type": "notebook", "content": NOTEBOOK}).encode()
         url = f"{nb.base_url}api/contents/tunnel.ipynb"
         assert http(url, token=nb.token, method="PUT", body=body)[0] == 201

@@ -16,7 +16,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from helpers import http, port_is_closed, wait_for
+from helpers import http, http_server, port_is_closed, wait_for
 
 from rjupyter import RemoteNotebook
 from rjupyter.testing import Lab, LabHost
@@ -108,6 +108,30 @@ def test_start_json_and_profile(
     assert wait_for(lambda: remote.user_processes() == [], 10)
 
 
+def test_start_with_a_forward_beside_the_notebook(
+    lab: Lab, remote: LabHost, lab_args: list[str], cli_env: dict[str, str]
+) -> None:
+    with http_server(remote, 8765):
+        process = spawn(
+            ["start", remote.name, *lab_args, "--venv", lab.jupyter_venv, "--json", "-L", "8765"],
+            cli_env,
+        )
+        facts = json.loads(first_line(process))
+        assert facts["remote_port"] is None
+        assert facts["remote_socket"].endswith("/jupyter.sock")
+        (forward,) = facts["forwards"]
+        assert forward["remote"] == 8765
+        assert http(f"http://127.0.0.1:{forward['local_port']}/hello.txt")[0] == 200
+        assert http(facts["url"])[0] == 200
+        status, err = interrupt(process)
+        assert status == 130, err
+        assert port_is_closed(forward["local_port"])
+        assert port_is_closed(facts["local_port"])
+        served = [pid for pid, argv in remote.user_processes() if "http.server" in argv]
+        assert wait_for(lambda: [p for p, _ in remote.user_processes()] == served, 10)
+        assert not os.path.exists(facts["remote_socket"])
+
+
 def test_tunnel_attach_list_stop(
     lab: Lab,
     remote: LabHost,
@@ -116,13 +140,12 @@ def test_tunnel_attach_list_stop(
     nb_options: dict[str, Any],
 ) -> None:
     with RemoteNotebook(remote.name, keep_running=True, **nb_options) as nb:
-        pid, port, token = nb.remote_pid, nb.remote_port, nb.token
+        pid, sock, token = nb.remote_pid, str(nb.remote_socket), nb.token
 
     logins = remote.sshd_log().count("Accepted publickey")
-    # Two forwards like ssh -L, over one login; global flags after the command.
-    tunnel = spawn(
-        ["tunnel", remote.name, "-L", str(port), "-L", f"{port}", *lab_args, "-q"], cli_env
-    )
+    # Two forwards like ssh -L (to the server's Unix socket), over one login; global flags
+    # after the command.
+    tunnel = spawn(["tunnel", remote.name, "-L", sock, "-L", sock, *lab_args, "-q"], cli_env)
     first = first_line(tunnel)
     second = first_line(tunnel)
     assert first != second
@@ -140,7 +163,9 @@ def test_tunnel_attach_list_stop(
     listed = run(["list", remote.name, "--json", *lab_args], cli_env)
     assert listed.returncode == 0, listed.stderr
     records = json.loads(listed.stdout)
-    assert [r["pid"] for r in records if not r["stale"]] == [pid]
+    assert [(r["pid"], r["socket"], r["port"]) for r in records if not r["stale"]] == [
+        (pid, sock, None)
+    ]
     assert "token" not in listed.stdout
     table = run(["list", remote.name, *lab_args], cli_env)
     assert str(pid) in table.stdout

@@ -171,7 +171,7 @@ def test_an_unreferenced_tunnel_is_closed_and_says_so(
     lab: Lab, remote: LabHost, nb_options: dict[str, Any]
 ) -> None:
     with RemoteNotebook(remote.name, **nb_options) as nb:
-        tunnel = Tunnel(remote.name, nb.remote_port, ssh_config=lab.ssh_config).start()
+        tunnel = Tunnel(remote.name, str(nb.remote_socket), ssh_config=lab.ssh_config).start()
         port = tunnel.local_port
         # The last reference goes inside the block: CPython collects it at once.
         with pytest.warns(ResourceWarning, match=f"unclosed Tunnel to {remote.name}"):  # noqa: PT031
@@ -270,9 +270,13 @@ def test_a_killed_server_is_noticed_and_its_port_never_reached(
     squatter: Callable[[int], subprocess.Popen[bytes]],
 ) -> None:
     events: list[bool] = []
-    nb = RemoteNotebook(remote.name, on_connection_change=events.append, **nb_options).start()
+    # On a TCP port: what a Unix socket in a private directory rules out (test_unix_socket.py).
+    nb = RemoteNotebook(
+        remote.name, unix_socket=False, on_connection_change=events.append, **nb_options
+    ).start()
     try:
         port, token = nb.remote_port, nb.token
+        assert port is not None
         os.kill(nb.remote_pid, signal.SIGKILL)
         killed = time.monotonic()
         assert wait_for(lambda: not connected(nb), 5)

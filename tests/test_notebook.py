@@ -87,17 +87,17 @@ def test_notebook_through_the_tunnel(
             printed = kernel.execute("import os; print(os.getuid())").stdout
         assert printed.strip() == str(lab.uid)
 
-        remote_side = [addr for addr, port in remote.listeners() if port == nb.remote_port]
-        assert remote_side == ["127.0.0.1"]
+        # On a Unix socket (test_unix_socket.py): no TCP listener but sshd's on the remote.
+        assert nb.remote_port is None
+        assert nb.remote_socket is not None
+        assert remote.listeners() == [(remote.address, remote.port)]
         local_side = [addr for addr, port in local_listeners() if port == nb.local_port]
         assert local_side == ["127.0.0.1"]
-        # The remote's loopback is not ours: only the tunnel reaches the server.
-        assert all(port != nb.remote_port for _, port in local_listeners())
 
         assert nb.remote_pid in [pid for pid, _ in remote.user_processes()]
         assert not any(token in line for line in all_command_lines())
         assert token not in repr(nb)
-        assert str(nb.remote_port) in repr(nb)
+        assert nb.remote_socket in repr(nb)
         local_port, remote_port = nb.local_port, nb.remote_port
     assert logins(lab, remote) - before == 1, "one SSH login per RemoteNotebook"
     assert token not in caplog.text
@@ -112,9 +112,9 @@ class Boom(Exception):
     pass
 
 
-def use_then_fail(name: str, options: dict[str, Any], how: str) -> tuple[int, int]:
+def use_then_fail(name: str, options: dict[str, Any], how: str) -> tuple[int, int | None]:
     """Open a notebook, start a kernel, then leave the block by an exception or a real SIGINT."""
-    ports = (0, 0)
+    ports: tuple[int, int | None] = (0, 0)
     try:
         with RemoteNotebook(name, **options) as nb:
             status, _ = http(f"{nb.base_url}api/kernels", token=nb.token, method="POST")
@@ -158,7 +158,9 @@ def test_occupied_remote_port_moves_to_the_next(
     asked = 30000 + int.from_bytes(os.urandom(2), "big") % 9000
     with RemoteNotebook(remote.name, remote_port=asked, **nb_options) as first:
         taken = first.remote_port
+        assert taken is not None, "remote_port= means a TCP port"
         with RemoteNotebook(remote.name, remote_port=taken, **nb_options) as second:
+            assert second.remote_port is not None
             assert second.remote_port != taken
             assert second.remote_port > taken
             assert http(second.url)[0] == 200

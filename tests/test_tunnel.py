@@ -41,7 +41,7 @@ def test_tunnel_to_a_running_notebook(
 ) -> None:
     with (
         RemoteNotebook(remote.name, **nb_options) as nb,
-        Tunnel(remote.name, nb.remote_port, ssh_config=lab.ssh_config) as tunnel,
+        Tunnel(remote.name, str(nb.remote_socket), ssh_config=lab.ssh_config) as tunnel,
     ):
         url = f"http://127.0.0.1:{tunnel.local_port}/api/status"
         assert http(url, token=nb.token)[0] == 200

@@ -26,6 +26,7 @@ import abc
 import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 #: Where a remote port is picked when the caller leaves it to us; Jupyter moves up from there
 #: when the port is taken, and reports the port it really got.
 REMOTE_PORT_RANGE = (20000, 29999)
+#: Pauses between opens to a socket that refused, while it may not listen yet.
+_PROBE_PAUSES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.0)
 #: Seconds allowed to log in again once, when the link is down at the moment of stopping.
 _STOP_RECONNECT = 10.0
 
@@ -149,7 +152,7 @@ def socket_forwarded(
             "Jupyter listens on a TCP port, not a Unix socket (jupyter_server 1.9 or later "
             "is needed, and a run directory path short enough for a socket)"
         )
-    elif connection.reaches_socket(info.socket, timeout=max(1.0, min(15.0, deadline.remaining()))):
+    elif _reaches(connection, info.socket, deadline):
         return True
     else:
         reason = (
@@ -165,6 +168,19 @@ def socket_forwarded(
         "loopback",
         host=spec.host,
     )
+
+
+def _reaches(connection: SSHConnection, path: str, deadline: Deadline) -> bool:
+    """Whether the server forwards to the socket at ``path``. Jupyter binds the socket, then
+    listens: an open in between is refused too, so a refusal is asked again a few times
+    (about a second in all) before it counts as the SSH server's answer."""
+    for pause in _PROBE_PAUSES:
+        if connection.reaches_socket(path, timeout=max(1.0, min(15.0, deadline.remaining()))):
+            return True
+        if deadline.remaining() < pause:
+            break
+        time.sleep(pause)
+    return False
 
 
 class Launcher(abc.ABC):

@@ -16,6 +16,7 @@ the server forbids stream-local forwarding (:func:`reaches_socket` is that probe
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -156,17 +157,33 @@ def _wait_open(owner: Any, chanid: int, event: threading.Event, timeout: float) 
 
 def reaches_socket(transport: paramiko.Transport, path: str, *, timeout: float) -> bool:
     """Open and close a stream-local channel to ``path``: True if the server opened it, False
-    if it refused (for a socket known to exist: the server forbids stream-local forwarding).
+    if it refused (for a socket known to exist and listen: the server forbids stream-local
+    forwarding). paramiko's ERROR line for a refused open is left out of the logs: here a
+    refusal is an answer, not a failure.
 
     Raises:
         paramiko.SSHException: The transport failed, or this paramiko cannot open one.
         OSError, EOFError: The connection failed.
     """
+    quiet = _Refusals()
+    logger = getattr(transport, "logger", None)
+    if logger is not None:
+        logger.addFilter(quiet)
     try:
         channel = open_channel(
             transport, path, ("127.0.0.1", 0), window=1 << 16, packet=1 << 15, timeout=timeout
         )
     except paramiko.ChannelException:
         return False
+    finally:
+        if logger is not None:
+            logger.removeFilter(quiet)
     channel.close()
     return True
+
+
+class _Refusals(logging.Filter):
+    """Drops paramiko's "Secsh channel N open FAILED" lines (while a probe runs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "open FAILED" not in str(record.msg)

@@ -46,6 +46,7 @@ class HostPlan:
         outer: The host this one is reachable from (`options.reachable_from`), if any.
         host_ca: The lab's host CA private key, for `options.host_certificate`.
         environment: `NAME=value` pairs sshd sets in every session (`SetEnv`).
+        sshd_options: sshd_config `(keyword, value)` pairs over the lab's defaults.
     """
 
     name: str
@@ -59,6 +60,7 @@ class HostPlan:
     outer: LabHost | None = None
     host_ca: Path | None = None
     environment: tuple[str, ...] = ()
+    sshd_options: tuple[tuple[str, str], ...] = ()
 
 
 def _unused_port() -> int:
@@ -107,6 +109,7 @@ def build_host(plan: HostPlan, undo: UndoStack) -> LabHost:
         host_certificate=certificate,
         probe_netns=None if link is None else link.outer_netns,
         environment=plan.environment,
+        options=plan.sshd_options,
     )
     sshd, settings = _start_sshd(settings, link)
     return LabHost(

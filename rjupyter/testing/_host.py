@@ -152,10 +152,10 @@ class LabHost:
         """Return sshd's log so far (LogLevel VERBOSE: every accepted key login is recorded)."""
         return self._settings.log_file.read_text(errors="replace")
 
-    def _prefix(self, as_user: bool) -> list[str]:
+    def _prefix(self, as_user: bool, account: Account | None = None) -> list[str]:
         prefix = [] if self._link is None else ["ip", "netns", "exec", self._link.netns]
-        if as_user and self._account.dedicated:
-            account = self._account
+        account = account or (self._account if as_user and self._account.dedicated else None)
+        if account is not None:
             prefix += ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}"]
             prefix += ["--init-groups", "--"]
         return prefix
@@ -167,6 +167,7 @@ class LabHost:
         as_user: bool = True,
         timeout: float = 30,
         check: bool = False,
+        as_account: Account | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command on the host without SSH, to inspect or change its state from a test.
 
@@ -179,6 +180,7 @@ class LabHost:
                 always runs as the caller, who is `Lab.user`).
             timeout: Seconds before the command is killed.
             check: Raise `subprocess.CalledProcessError` on a non-zero exit.
+            as_account: Run as this other user instead (`Lab.add_user`), in its home.
 
         Returns:
             The completed process, with text stdout and stderr.
@@ -187,17 +189,18 @@ class LabHost:
             subprocess.TimeoutExpired: The command outlived `timeout` (it is killed).
             subprocess.CalledProcessError: `check` is true and the command failed.
         """
-        environment = self._account.environment()
-        if not as_user:
+        who = as_account or self._account
+        environment = who.environment()
+        if not as_user and as_account is None:
             environment.update(HOME="/root", USER="root", LOGNAME="root")
         return subprocess.run(  # noqa: S603 - an argv list, no shell
-            [*self._prefix(as_user), *argv],
+            [*self._prefix(as_user, as_account), *argv],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,
             check=check,
-            cwd=self._account.home,
+            cwd=who.home,
             env=environment,
         )
 

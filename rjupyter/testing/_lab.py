@@ -94,6 +94,7 @@ class Lab:
         self._slurm: SlurmCluster | None = None
         self._password: str | None = None
         self._jumps: dict[str, str] = {}
+        self._users = 0
 
     def __repr__(self) -> str:
         return f"<Lab {self._lab_id} {self._state.value} workdir={self._workdir}>"
@@ -222,6 +223,7 @@ class Lab:
         reachable_from: str | None = None,
         behind: str | None = None,
         environment: Mapping[str, str] | None = None,
+        sshd_options: Mapping[str, str] | None = None,
     ) -> LabHost:
         """Start a new remote host and add it to `ssh_config` and `known_hosts`.
 
@@ -241,6 +243,8 @@ class Lab:
             behind: Like `reachable_from`, but `ssh_config` has no ProxyJump for this host: the
                 client must make the hop itself (a compute node behind a login node).
             environment: Variables sshd sets in every session on the host (`SetEnv`).
+            sshd_options: sshd_config keywords and values over the lab's defaults, e.g.
+                `{"AllowStreamLocalForwarding": "no"}` (keywords: letters only).
 
         Returns:
             The running host.
@@ -257,6 +261,9 @@ class Lab:
         if reachable_from is not None and behind is not None:
             raise ValueError("give reachable_from or behind, not both")
         outer = reachable_from or behind
+        extra = tuple((sshd_options or {}).items())
+        if any(not k.isalpha() or "\n" in v or not v.strip() for k, v in extra):
+            raise ValueError(f"sshd_options must be sshd_config keywords and values: {extra}")
         if outer is not None and outer not in self._hosts:
             raise ValueError(f"{outer!r} names no host of this lab")
         ca = None if trusted_user_ca is None else Path(trusted_user_ca).absolute()
@@ -277,6 +284,7 @@ class Lab:
             outer=None if outer is None else self._hosts[outer],
             host_ca=self.host_ca if host_certificate else None,
             environment=tuple(f"{key}={value}" for key, value in (environment or {}).items()),
+            sshd_options=extra,
         )
         self._host_count += 1
         if self._isolated and not self._route_cleanup_pushed:
@@ -297,6 +305,24 @@ class Lab:
         self._write_client_files()
         logger.info("lab host %s ready at %s:%d", name, host.address, host.port)
         return host
+
+    def add_user(self) -> Account:
+        """Create another user on the lab's hosts (root only): a real account with its own
+        empty home, which cannot log in over SSH; run commands as it with
+        `LabHost.run(..., as_account=...)`. Deleted, with its processes and home, with the lab.
+
+        Raises:
+            LabError: The lab is not open or not isolated (root), or useradd failed.
+        """
+        self._require_account()
+        if not self._isolated:
+            raise LabError("a second user needs root (the lab creates and deletes accounts)")
+        self._users += 1
+        name, home = f"rjo{self._lab_id}{self._users}", self._workdir / f"home-{self._users}"
+        self._undo.push(f"remove {home}", lambda: shutil.rmtree(home, ignore_errors=True))
+        account = create_account(name, home)
+        self._undo.push(f"delete user {name}", lambda: delete_account(account))
+        return account
 
     def add_slurm(self, login: str = "login", node: str = "node") -> SlurmCluster:
         """Start a single-node Slurm: a login host running slurmctld, a node behind it.

@@ -51,6 +51,8 @@ class SshdSettings:
         trusted_user_ca: `TrustedUserCAKeys`.
         host_certificate: `HostCertificate`.
         probe_netns: The namespace from which `address` is reachable (None: this one).
+        options: `(keyword, value)` pairs that replace the default of that keyword (or are
+            added), e.g. `("AllowStreamLocalForwarding", "no")`.
     """
 
     directory: Path
@@ -64,6 +66,7 @@ class SshdSettings:
     pam_service: str | None = None
     trusted_user_ca: Path | None = None
     host_certificate: Path | None = None
+    options: tuple[tuple[str, str], ...] = ()
     probe_netns: str | None = None
 
     @property
@@ -202,6 +205,9 @@ def write_sshd_config(settings: SshdSettings) -> None:
     ]
     if settings.environment:
         lines.append("SetEnv " + " ".join(settings.environment))
+    replaced = {keyword.lower() for keyword, _ in settings.options}
+    lines = [line for line in lines if line.split(" ", 1)[0].lower() not in replaced]
+    lines += [f"{keyword} {value}" for keyword, value in settings.options]
     settings.config_file.write_text("\n".join(lines) + "\n")
 
 

@@ -9,7 +9,8 @@ listens on its ``127.0.0.1`` and answers one command per connection, sent as a l
   after the client's EOF: a half-close check); ``SINK n``: the same after n bytes, no EOF needed;
 - ``ECHO``: send back what arrives until EOF.
 
-Its :func:`main` prints the port, then serves until killed.
+Its :func:`main` prints the port, then serves until killed; given a path and a uid, it also
+serves on a Unix socket there, owned by that user (mode 0600).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import socket
 import socketserver
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from types import TracebackType
 
@@ -37,7 +39,8 @@ class _Handler(socketserver.StreamRequestHandler):
     rbufsize = 0
 
     def handle(self) -> None:
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.request.family != socket.AF_UNIX:
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         command, _, argument = _read_line(self.request).partition(" ")
         if command == "RANDOM":
             digest = hashlib.sha256()
@@ -63,6 +66,11 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+
+
+class _UnixServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     request_queue_size = 1024
 
@@ -158,13 +166,21 @@ def echo(port: int, payload: bytes, *, rounds: int = 1, timeout: float = 30) -> 
 class TrafficServer:
     """The traffic server running on ``host`` (in its namespace), stopped by PID on exit.
 
+    Args:
+        host: Where it runs.
+        unix_socket: Also serve on a Unix socket at this path, owned by ``socket_owner``.
+        socket_owner: The uid that owns the socket.
+
     Attributes:
         port: The port it listens on, on the host's ``127.0.0.1``.
     """
 
-    def __init__(self, host: LabHost) -> None:
+    def __init__(
+        self, host: LabHost, *, unix_socket: str | None = None, socket_owner: int = 0
+    ) -> None:
         self._host = host
         self._process: subprocess.Popen[bytes] | None = None
+        self._socket = [] if unix_socket is None else [unix_socket, str(socket_owner)]
         self.port = 0
 
     def __enter__(self) -> TrafficServer:
@@ -175,7 +191,13 @@ class TrafficServer:
         """
         prefix = [] if self._host.netns is None else ["ip", "netns", "exec", self._host.netns]
         self._process = subprocess.Popen(  # noqa: S603 - an argv list, no shell
-            [*prefix, sys.executable, "-c", "from rjupyter.testing._traffic import main; main()"],
+            [
+                *prefix,
+                sys.executable,
+                "-c",
+                "from rjupyter.testing._traffic import main; main()",
+                *self._socket,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
         )
@@ -201,8 +223,15 @@ class TrafficServer:
 
 
 def main() -> None:
-    """Serve on 127.0.0.1, printing the port first."""
-    with _Server(("127.0.0.1", 0), _Handler) as server:
+    """Serve on 127.0.0.1, printing the port first (and on ``argv[1]``, owned by ``argv[2]``)."""
+    with _Server(("127.0.0.1", 0), _Handler) as server, contextlib.ExitStack() as stack:
+        if len(sys.argv) == 3:
+            path, owner = sys.argv[1], int(sys.argv[2])
+            unix = stack.enter_context(_UnixServer(path, _Handler))
+            stack.callback(os.unlink, path)
+            os.chmod(path, 0o600)
+            os.chown(path, owner, -1)
+            threading.Thread(target=unix.serve_forever, daemon=True).start()
         sys.stdout.write(f"{server.server_address[1]}\n")
         sys.stdout.flush()
         with contextlib.suppress(KeyboardInterrupt):
