@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import http, run_example, run_in_kernel
+from helpers import http, run_example, run_in_kernel, wait_for
 
 from rjupyter import JobError, RemoteNotebook, Slurm
 from rjupyter._launch._slurm import parse_job
@@ -84,13 +85,16 @@ def test_notebook_runs_in_a_job_on_the_node(
             "import os, socket; print(os.environ['SLURM_JOB_ID'], socket.gethostname())",
         )
         assert printed.split() == [job_id, cluster.node_name]
-        # Jupyter listens on the node's own loopback; the login host has no such port.
-        assert ("127.0.0.1", nb.remote_port) in cluster.node.listeners()
-        assert ("127.0.0.1", nb.remote_port) not in cluster.login.listeners()
+        # Jupyter listens on a private socket of the node, forwarded by the node's sshd.
+        sock = nb.remote_socket
+        assert sock is not None
+        assert nb.remote_port is None
+        assert stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700
         assert f"{job_id} RUNNING" in cluster.jobs()
         leaving = time.monotonic()
     logger.info("slurm: leaving the block took %.1f s", time.monotonic() - leaving)
     assert cluster.jobs() == []
+    assert wait_for(lambda: not os.path.exists(os.path.dirname(sock)), 10), "the job's dir"
     queue = [detail for step, detail in steps if step == "queue"]
     assert any(detail.startswith(f"job {job_id} RUNNING on node") for detail in queue), queue
     assert ("node", cluster.node_name) in steps

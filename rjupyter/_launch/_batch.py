@@ -16,7 +16,7 @@ from .._deadline import Deadline
 from .._errors import JobError, LaunchError, RJupyterError, SSHConnectError
 from .._server._remote import RemoteServer
 from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
-from ._base import Launcher, LaunchSpec
+from ._base import Launcher, LaunchSpec, socket_forwarded
 from ._jobs import BatchJob
 from ._scheduler import Scheduler
 
@@ -52,6 +52,27 @@ class BatchLauncher(Launcher):
         return self.job.job_id if self.job is not None else self._attach_job
 
     def start(self, deadline: Deadline) -> RemoteServer:
+        spec = self.spec
+        server = self._start(unix_socket=spec.unix_socket is not False)
+        if spec.unix_socket is False or self.attaching or self.slot is None:
+            return server
+        info = server.info
+        assert info is not None
+        if socket_forwarded(self.slot.current, server, spec, Deadline(spec.timeout)):
+            return server
+        if info.socket is None:  # a Jupyter too old for sockets: on TCP already
+            return server
+        logger.info(
+            "%s (%s's node) does not forward to Unix sockets (sshd's AllowStreamLocalForwarding): "
+            "a new job runs Jupyter on a TCP port of the node's loopback instead",
+            self.node,
+            self.label,
+        )
+        self.stop()
+        self.close()
+        return self._start(unix_socket=False)
+
+    def _start(self, *, unix_socket: bool) -> RemoteServer:
         spec, system = self.spec, self.system
         login = self.login = ConnectionSlot(spec.connect(Deadline(spec.timeout), hop=True))
         job = self.job = BatchJob(
@@ -64,7 +85,10 @@ class BatchLauncher(Launcher):
         if self._attach_job is None:
             spec.step("launch", f"jupyter {spec.app} in a {system.name} job")
             script = system.batch_script(
-                app=spec.app, port=spec.pick_port(), **spec.environment.script_args()
+                app=spec.app,
+                port=spec.pick_port(),
+                **spec.environment.script_args(),
+                unix_socket=unix_socket,
             )
             job.submit(script)
         else:

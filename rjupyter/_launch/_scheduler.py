@@ -100,8 +100,10 @@ class Scheduler(abc.ABC):
         conda_env: str | None,
         setup: Sequence[str],
         jupyter: str,
+        unix_socket: bool = False,
     ) -> str:
-        """The job script: enter the environment, run Jupyter on the node's loopback, wait."""
+        """The job script: enter the environment, run Jupyter on the node's loopback (or, with
+        ``unix_socket``, on a socket in a private directory of the node), wait."""
 
     @abc.abstractmethod
     def submit_script(self, batch_script: str, name: str) -> str:

@@ -15,7 +15,13 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .._server._scripts import STATE_DIR, environment_lines, preamble_lines, server_command
+from .._server._scripts import (
+    STATE_DIR,
+    environment_lines,
+    preamble_lines,
+    server_command,
+    socket_lines,
+)
 from .._server._startup import EXIT_MARKER, PID_MARKER
 from ._scheduler import OUTPUT_MARKER, JobStatus, Scheduler
 
@@ -174,6 +180,7 @@ class Slurm(Scheduler):
         conda_env: str | None,
         setup: Sequence[str],
         jupyter: str,
+        unix_socket: bool = False,
     ) -> str:
         return batch_script(
             app=app,
@@ -183,6 +190,7 @@ class Slurm(Scheduler):
             conda_env=conda_env,
             setup=setup,
             jupyter=jupyter,
+            unix_socket=unix_socket,
         )
 
     named_script = NAMED_SCRIPT
@@ -267,9 +275,12 @@ def batch_script(
     conda_env: str | None,
     setup: Sequence[str],
     jupyter: str,
+    unix_socket: bool = False,
 ) -> str:
     """The batch script: enter the environment, run Jupyter on the node's loopback, wait.
 
+    With ``unix_socket`` Jupyter listens on a socket in a private (0700) directory of the
+    node's ``$TMPDIR`` (node-local; a shared home is no place for sockets), removed at the end.
     Jupyter's output, with rjupyter's markers, goes to the job's output file; the job ends
     when Jupyter does, and ``scancel`` (SIGTERM to the whole job) stops it cleanly.
 
@@ -282,13 +293,24 @@ def batch_script(
         *environment_lines(
             workdir=workdir, venv=venv, conda_env=conda_env, setup=setup, jupyter=jupyter
         ),
-        f"{server_command(app, jupyter, port)} &",
+        *(_socket_dir_lines(port) if unix_socket else []),
+        f"{server_command(app, jupyter, port, unix_socket=unix_socket)} &",
         "rj_pid=$!",
         f"printf '%s %s\\n' {PID_MARKER} \"$rj_pid\" >&2",
         "trap 'kill -TERM \"$rj_pid\" 2>/dev/null' TERM INT",
         'wait "$rj_pid"; rj_status=$?',
         'while kill -0 "$rj_pid" 2>/dev/null; do wait "$rj_pid"; rj_status=$?; done',
+        *(['[ -z "$rj_run" ] || rm -rf -- "$rj_run"'] if unix_socket else []),
         f"printf '%s %s\\n' {EXIT_MARKER} \"$rj_status\" >&2",
         'exit "$rj_status"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def _socket_dir_lines(port: int) -> list[str]:
+    """A private directory for the socket (``$rj_run``); where none can be made, the port."""
+    return [
+        'rj_run=$(mktemp -d "${TMPDIR:-/tmp}/rjupyter-XXXXXXXX" 2>/dev/null) || rj_run=',
+        *socket_lines("$rj_run", port),
+        '[ -n "$rj_run" ] || rj_listen=--port=' + str(int(port)),
+    ]
