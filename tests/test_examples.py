@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import nbformat
-from helpers import EXAMPLES, run_example, wait_for
+from helpers import EXAMPLES, http_server, run_example, wait_for
 
 from rjupyter.testing import Lab, LabHost
 
@@ -41,6 +41,25 @@ def test_tunnel_example(lab: Lab, remote: LabHost) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("forwarding 127.0.0.1:")
     assert result.stdout.splitlines()[1].startswith("SSH-2.0-OpenSSH")
+
+
+def test_forward_example(lab: Lab, remote: LabHost) -> None:
+    with http_server(remote) as port:
+        result = run_example(
+            "forward.py",
+            remote.name,
+            str(port),
+            "--venv",
+            lab.jupyter_venv,
+            "-F",
+            str(lab.ssh_config),
+            "--probe",
+        )
+        assert result.returncode == 0, result.stderr
+        assert "/jupyter.sock of" in result.stdout, "on the Unix socket"
+        assert result.stdout.splitlines()[-1] == "it answers: HTTP 200"
+        served = [pid for pid, argv in remote.user_processes() if "http.server" in argv]
+        assert wait_for(lambda: [pid for pid, _ in remote.user_processes()] == served, 10)
 
 
 def test_basic_example_reports_errors_in_one_line(lab: Lab) -> None:
