@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
+from rich.console import Console
 
 from rjupyter._cli._forwards import FORWARD, Forward
-from rjupyter._cli._ui import printable
+from rjupyter._cli._ui import StatusLine, printable
 
 RJUPYTER = str(Path(sys.executable).with_name("rjupyter"))
 REFUSED = "nobody@127.0.0.1:2"  # nothing listens on port 2: a connection failure
@@ -206,6 +208,19 @@ def test_forward_specs_read_like_ssh_minus_l() -> None:
     assert FORWARD.convert("8888:8889", None, None) == Forward(8888, "", 8889)
     assert FORWARD.convert("db:5432", None, None) == Forward(None, "db", 5432)
     assert FORWARD.convert("15432:db:5432", None, None) == Forward(15432, "db", 5432)
+    # A remote Unix socket, in OpenSSH's spelling (a path may hold colons).
+    assert FORWARD.convert("/run/a.sock", None, None) == Forward(None, "", "/run/a.sock")
+    assert FORWARD.convert("8080:/run/a:b", None, None) == Forward(8080, "", "/run/a:b")
+    with pytest.raises(click.BadParameter):
+        FORWARD.convert("0:/run/a.sock", None, None)
+
+
+def test_the_status_line_shows_the_socket_and_the_forwards() -> None:
+    line = StatusLine(
+        Console(), host="h", local_port=5000, remote="/s/jupyter.sock", forwards=[(5001, "6006")]
+    )
+    text = line.render(connected=True, kernels=0)
+    assert text.startswith("127.0.0.1:5000 -> h:/s/jupyter.sock, 5001->6006  up 0:00:00")
 
 
 def test_server_text_is_printed_without_control_characters() -> None:

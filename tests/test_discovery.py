@@ -72,6 +72,18 @@ def test_masked_token_is_not_taken_for_a_token() -> None:
     assert parser.masked_url_seen
 
 
+def test_a_server_on_a_unix_socket_is_read_from_its_http_unix_url() -> None:
+    sock = "/home/me/.local/state/rjupyter/ab12/jupyter.sock"
+    printed = f"http+unix://{sock.replace('/', '%2F')}/lab?token={TOKEN}"
+    parser = feed_all(f"RJUPYTER-PID 7\n[I ServerApp] Jupyter Server 2 is running at:\n{printed}\n")
+    info = parser.info
+    assert info is not None
+    assert (info.socket, info.port, info.path, info.token) == (sock, 0, "/lab", TOKEN)
+    masked = feed_all(f"RJUPYTER-PID 7\n{printed.replace(TOKEN, '...')}\n")
+    assert masked.info is None
+    assert masked.masked_url_seen
+
+
 def test_error_marker_is_recorded() -> None:
     parser = feed_all("RJUPYTER-PID 5\nRJUPYTER-ERROR venv\n")
     assert parser.error_code == "venv"

@@ -16,13 +16,14 @@ from typing import Any
 
 import paramiko
 import pytest
-from paramiko.common import AUTH_SUCCESSFUL, OPEN_SUCCEEDED
+from paramiko.common import AUTH_SUCCESSFUL, OPEN_FAILED_UNKNOWN_CHANNEL_TYPE, OPEN_SUCCEEDED
 
 from rjupyter._errors import TunnelError
 from rjupyter._forward._pump import Pump
 from rjupyter._forward._windows import MAX_PACKET_SIZE, LinkEstimate
 from rjupyter._paramiko import _fastpath, _fixes, _gate, _spliced
 from rjupyter._paramiko._fixes import ReadAheadSocket
+from rjupyter._paramiko._streamlocal import STREAMLOCAL, Address
 
 TIMEOUT = 10.0
 REMOTE = ("echo.invalid", 7)
@@ -39,6 +40,10 @@ class _EchoServer(paramiko.ServerInterface):
         self, chanid: int, origin: tuple[str, int], destination: tuple[str, int]
     ) -> int:
         return OPEN_SUCCEEDED
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        # (paramiko's server takes any other kind here: a stream-local open, say)
+        return OPEN_SUCCEEDED if kind == STREAMLOCAL else OPEN_FAILED_UNKNOWN_CHANNEL_TYPE
 
 
 def _echo(channel: paramiko.Channel) -> None:
@@ -105,8 +110,8 @@ def untested_paramiko(monkeypatch: pytest.MonkeyPatch) -> Iterator[Link]:
 def serve() -> Iterator[Callable[[Link], tuple[Pump, socket.socket]]]:
     pumps: list[tuple[Pump, socket.socket]] = []
 
-    def start(link: Link) -> tuple[Pump, socket.socket]:
-        pump = Pump("rjupyter-pump-test", REMOTE, LinkEstimate(), MAX_PACKET_SIZE)
+    def start(link: Link, remote: Address = REMOTE) -> tuple[Pump, socket.socket]:
+        pump = Pump("rjupyter-pump-test", remote, LinkEstimate(), MAX_PACKET_SIZE)
         pump.use_transport(link.client)
         listener = socket.create_server(("127.0.0.1", 0))
         pump.listen(listener)
@@ -158,6 +163,25 @@ def test_the_lean_path_carries_data_in_the_tested_range(
     assert _round_trip(listener, payload) == payload
     assert link.fast.packets_out > 0
     assert link.fast.packets_in > 0
+
+
+def test_a_socket_target_takes_the_lean_path(
+    link: Link, serve: Callable[..., tuple[Pump, socket.socket]]
+) -> None:
+    pump, listener = serve(link, "/run/echo.sock")
+    payload = bytes(range(256)) * 4000
+    assert _round_trip(listener, payload) == payload
+    assert not pump._relays
+    assert link.fast is not None
+    assert link.fast.packets_out > 0
+
+
+def test_a_socket_target_outside_the_tested_range_is_relayed(
+    untested_paramiko: Link, serve: Callable[..., tuple[Pump, socket.socket]]
+) -> None:
+    pump, listener = serve(untested_paramiko, "/run/echo.sock")
+    assert _round_trip(listener) == b"hello " * 40_000
+    assert pump._relays  # opened by hand, copied by paramiko's public API
 
 
 def test_outside_the_tested_range_nothing_lean_is_installed_and_data_flows(
