@@ -166,9 +166,9 @@ def reaches_socket(transport: paramiko.Transport, path: str, *, timeout: float) 
         OSError, EOFError: The connection failed.
     """
     quiet = _Refusals()
-    logger = getattr(transport, "logger", None)
-    if logger is not None:
-        logger.addFilter(quiet)
+    paramiko_logger = getattr(transport, "logger", None)
+    if paramiko_logger is not None:
+        paramiko_logger.addFilter(quiet)
     try:
         channel = open_channel(
             transport, path, ("127.0.0.1", 0), window=1 << 16, packet=1 << 15, timeout=timeout
@@ -176,8 +176,8 @@ def reaches_socket(transport: paramiko.Transport, path: str, *, timeout: float) 
     except paramiko.ChannelException:
         return False
     finally:
-        if logger is not None:
-            logger.removeFilter(quiet)
+        if paramiko_logger is not None:
+            paramiko_logger.removeFilter(quiet)
     channel.close()
     return True
 
