@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for record in list_servers(args.host, ssh_config=args.ssh_config):
             state = "stale" if record.stale else "running"
-            print(f"pid {record.pid} port {record.port} {record.app} {state} {record.root_dir}")
+            where = f"socket {record.socket}" if record.socket else f"port {record.port}"
+            print(f"pid {record.pid} {where} {record.app} {state} {record.root_dir}")
         with RemoteNotebook.attach(
             args.host,
             pid=args.pid,
