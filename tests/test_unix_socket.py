@@ -197,3 +197,25 @@ def test_forward_arguments_are_checked(remote: LabHost, nb_options: dict[str, An
         taken = nb.local_port
         with pytest.raises(TunnelError, match=str(taken)):
             nb.forward(22, local_port=taken)
+
+
+def test_a_socket_path_too_long_means_a_tcp_port(
+    lab: Lab, nb_options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run dir too deep for a socket's path (sun_path holds ~100 bytes): a TCP port, with the
+    INFO line; required, an error and nothing left."""
+    state = lab.home / ("s" * 90)
+    host = lab.add_host("deep", environment={"XDG_STATE_HOME": str(state)})
+    caplog.set_level(logging.INFO, logger="rjupyter")
+    with RemoteNotebook(host.name, **nb_options) as nb:
+        assert nb.remote_socket is None
+        assert nb.remote_port is not None
+        assert http(f"{nb.base_url}api/status", token=nb.token)[0] == 200
+    assert [r.levelname for r in caplog.records if "listens on a TCP port" in r.message] == ["INFO"]
+    with (
+        pytest.raises(LaunchError, match="short enough"),
+        RemoteNotebook(host.name, unix_socket=True, **nb_options),
+    ):
+        pass
+    assert wait_for(lambda: host.user_processes() == [], 10)
+    assert list((state / "rjupyter").glob("*")) == []

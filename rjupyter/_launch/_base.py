@@ -37,13 +37,25 @@ from .._server._remote import RemoteServer
 from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
 from .._ssh._options import ConnectOptions
 
-__all__ = ["REMOTE_PORT_RANGE", "Environment", "LaunchSpec", "Launcher", "socket_forwarded"]
+__all__ = [
+    "OLD_JUPYTER",
+    "REMOTE_PORT_RANGE",
+    "Environment",
+    "LaunchSpec",
+    "Launcher",
+    "socket_forwarded",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Where a remote port is picked when the caller leaves it to us; Jupyter moves up from there
 #: when the port is taken, and reports the port it really got.
 REMOTE_PORT_RANGE = (20000, 29999)
+#: Why a server asked for a socket may listen on a port.
+OLD_JUPYTER = (
+    "a Unix socket needs jupyter_server 1.9 or later (not Notebook 6) and a run directory path "
+    "short enough for one"
+)
 #: Pauses between opens to a socket that refused, while it may not listen yet.
 _PROBE_PAUSES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.0)
 #: Seconds allowed to log in again once, when the link is down at the moment of stopping.
@@ -148,10 +160,7 @@ def socket_forwarded(
     info = server.info
     assert info is not None
     if info.socket is None:
-        reason = (
-            "Jupyter listens on a TCP port, not a Unix socket (jupyter_server 1.9 or later "
-            "is needed, and a run directory path short enough for a socket)"
-        )
+        reason = f"Jupyter listens on a TCP port, not a Unix socket ({OLD_JUPYTER})"
     elif _reaches(connection, info.socket, deadline):
         return True
     else:

@@ -16,7 +16,7 @@ from .._deadline import Deadline
 from .._errors import JobError, LaunchError, RJupyterError, SSHConnectError
 from .._server._remote import RemoteServer
 from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
-from ._base import Launcher, LaunchSpec, socket_forwarded
+from ._base import OLD_JUPYTER, Launcher, LaunchSpec, socket_forwarded
 from ._jobs import BatchJob
 from ._scheduler import Scheduler
 
@@ -61,6 +61,7 @@ class BatchLauncher(Launcher):
         if socket_forwarded(self.slot.current, server, spec, Deadline(spec.timeout)):
             return server
         if info.socket is None:  # a Jupyter too old for sockets: on TCP already
+            logger.info("Jupyter on %s listens on a TCP port: %s", self.node, OLD_JUPYTER)
             return server
         logger.info(
             "%s (%s's node) does not forward to Unix sockets (sshd's AllowStreamLocalForwarding): "

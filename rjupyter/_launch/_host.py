@@ -11,7 +11,7 @@ from .._server._inventory import find_server, inventory, server_from_record
 from .._server._remote import RemoteServer
 from .._server._scripts import abandon_step, build_script
 from .._ssh._connection import ConnectionSlot, SSHConnection
-from ._base import Launcher, LaunchSpec, socket_forwarded
+from ._base import OLD_JUPYTER, Launcher, LaunchSpec, socket_forwarded
 
 __all__ = ["HostLauncher"]
 
@@ -52,6 +52,7 @@ class HostLauncher(Launcher):
         if spec.unix_socket is False or socket_forwarded(slot.current, server, spec, deadline):
             return server
         if info.socket is None:  # a Jupyter too old for sockets: on TCP already
+            logger.info("Jupyter on %s listens on a TCP port: %s", self.label, OLD_JUPYTER)
             return server
         server.stop()  # (the run dir, and the socket in it, go with it)
         logger.info(
