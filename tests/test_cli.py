@@ -132,6 +132,20 @@ def test_start_with_a_forward_beside_the_notebook(
         assert not os.path.exists(facts["remote_socket"])
 
 
+def test_start_tcp_puts_jupyter_on_a_port(
+    lab: Lab, remote: LabHost, lab_args: list[str], cli_env: dict[str, str]
+) -> None:
+    process = spawn(
+        ["start", remote.name, *lab_args, "--venv", lab.jupyter_venv, "--json", "--tcp"], cli_env
+    )
+    facts = json.loads(first_line(process))
+    assert facts["remote_socket"] is None
+    assert ("127.0.0.1", facts["remote_port"]) in remote.listeners()
+    assert facts["forwards"] == []
+    assert interrupt(process)[0] == 130
+    assert wait_for(lambda: remote.user_processes() == [], 10)
+
+
 def test_tunnel_attach_list_stop(
     lab: Lab,
     remote: LabHost,
