@@ -22,7 +22,13 @@ from .._paramiko._hostkeys import verifiable_key_types
 from ._auth import Credentials, authenticate
 from ._hostconfig import HostConfig
 from ._hostspec import parse_host_spec
-from ._knownhosts import HostIdentity, check_host_key, known_key_types, load_known_hosts
+from ._knownhosts import (
+    HostIdentity,
+    OtherKnownHosts,
+    check_host_key,
+    known_key_types,
+    load_known_hosts,
+)
 from ._tokens import TokenContext, expand_tokens
 
 __all__ = ["FAST_CIPHERS", "connect"]
@@ -123,8 +129,12 @@ def connect(
     deadline: Deadline,
     via: paramiko.Transport | None = None,
     progress: Callable[[str, str], None] | None = None,
+    other_known_hosts: OtherKnownHosts | None = None,
 ) -> paramiko.Transport:
     """Open one connection (directly, by ProxyCommand, or through ``via``), check, log in once.
+
+    A host key the known_hosts files do not list at all is looked up in ``other_known_hosts``
+    (a compute node's, as its cluster knows it) before the host's policy applies.
 
     Raises:
         SSHConnectError: The host cannot be reached or the handshake fails.
@@ -155,7 +165,9 @@ def connect(
                 policy=host.host_key_policy,
                 hash_names=host.hash_known_hosts,
             )
-            check_host_key(identity, transport.get_remote_server_key(), entries)
+            check_host_key(
+                identity, transport.get_remote_server_key(), entries, other=other_known_hosts
+            )
             if progress is not None:
                 progress("authenticate", f"{host.user}@{host.name}")
             authenticate(transport, credentials)

@@ -23,6 +23,7 @@ from ._account import (
     set_password,
 )
 from ._build import HostPlan, build_host, client_files
+from ._cluster import publish_node, remove_netns_etc
 from ._errors import LabError
 from ._host import LabHost
 from ._hostopts import HostOptions
@@ -94,6 +95,7 @@ class Lab:
         self._slurm: SlurmCluster | None = None
         self._password: str | None = None
         self._jumps: dict[str, str] = {}
+        self._unlisted: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<Lab {self._lab_id} {self._state.value} workdir={self._workdir}>"
@@ -201,7 +203,7 @@ class Lab:
 
     def _write_client_files(self) -> None:
         lines = client_files(
-            list(self._hosts.values()),
+            [host for name, host in self._hosts.items() if name not in self._unlisted],
             self._jumps,
             user=self._require_account().name,
             identity_file=self.identity_file,
@@ -222,6 +224,8 @@ class Lab:
         reachable_from: str | None = None,
         behind: str | None = None,
         environment: Mapping[str, str] | None = None,
+        listed: bool = True,
+        authorized_keys: Path | None = None,
     ) -> LabHost:
         """Start a new remote host and add it to `ssh_config` and `known_hosts`.
 
@@ -256,6 +260,8 @@ class Lab:
             raise ValueError(f"host name {name!r} is invalid or already used")
         if reachable_from is not None and behind is not None:
             raise ValueError("give reachable_from or behind, not both")
+        if not listed and behind is None:
+            raise ValueError("listed=False needs behind=")
         outer = reachable_from or behind
         if outer is not None and outer not in self._hosts:
             raise ValueError(f"{outer!r} names no host of this lab")
@@ -271,7 +277,7 @@ class Lab:
             index=self._host_count,
             directory=self.hosts_dir / name,
             account=self._require_account(),
-            authorized_keys=self.authorized_keys,
+            authorized_keys=authorized_keys or self.authorized_keys,
             options=options,
             isolated=self._isolated,
             outer=None if outer is None else self._hosts[outer],
@@ -294,6 +300,13 @@ class Lab:
         self._hosts[name] = host
         if reachable_from is not None:
             self._jumps[name] = reachable_from
+        if not listed and behind is not None:
+            self._unlisted.add(name)
+            login = self._hosts[behind]
+            self._undo.push(
+                f"remove /etc/netns/{login.netns}", lambda: remove_netns_etc(login.netns)
+            )
+            publish_node(host, login, self._require_account())
         self._write_client_files()
         logger.info("lab host %s ready at %s:%d", name, host.address, host.port)
         return host
@@ -301,8 +314,10 @@ class Lab:
     def add_slurm(self, login: str = "login", node: str = "node") -> SlurmCluster:
         """Start a single-node Slurm: a login host running slurmctld, a node behind it.
 
-        Both are lab hosts (`ssh_config` aliases `login` and `node`); the node is reachable
-        only from the login host, and is named `node` both to Slurm and in its own host name.
+        Both are lab hosts; `ssh_config` names only `login`, as a cluster user's does. The node
+        is reachable only from the login host, which alone resolves its name; its host keys are
+        in the user's `~/.ssh/known_hosts` on the login host (`add_host(listed=False)`). It is
+        named `node` to Slurm, in its own host name and on the login host.
         Every session on them has `SLURM_CONF` set, so `sbatch` & co. work as on a cluster.
 
         Returns:
@@ -319,7 +334,7 @@ class Lab:
             raise LabError(f"cannot start Slurm: {reason}")
         environment = {"SLURM_CONF": str(self.slurm_dir / "slurm.conf")}
         login_host = self.add_host(login, environment=environment)
-        node_host = self.add_host(node, behind=login, environment=environment)
+        node_host = self.add_host(node, behind=login, environment=environment, listed=False)
         cluster = start_slurm(self.slurm_dir, login=login_host, node=node_host)
         self._undo.push("stop slurm", cluster.stop)
         self._slurm = cluster
