@@ -36,7 +36,7 @@ from ._common import (
     timeout_of,
 )
 from ._forwards import FORWARD, Forward, forwards_from
-from ._profiles import IDLE_SECONDS, PORT, SLURM
+from ._profiles import IDLE_SECONDS, NODE_HOST_KEY_POLICY, PORT, SLURM
 from ._ui import Progress, StatusLine, count_kernels
 
 __all__ = ["attach", "completion", "list_command", "start", "stop", "tunnel"]
@@ -67,6 +67,12 @@ Examples:
     type=SLURM,
     metavar="SBATCH_OPTIONS",
     help="Run Jupyter in a Slurm job submitted on HOST (a login node) with these sbatch options.",
+)
+@click.option(
+    "--node-host-key-policy",
+    type=NODE_HOST_KEY_POLICY,
+    help="With --slurm: a compute node key neither known_hosts nor the login node knows: "
+    "reject (default) or accept-new. Never changes the login node's check.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
 @connection_options

@@ -154,7 +154,12 @@ def connect(
             transport.auth_timeout = deadline.remaining(0.1)
             transport.use_compression(host.compression)
             entries = load_known_hosts(host.known_hosts_files)
-            _prefer(transport, known_key_types(entries, host.known_hosts_name))
+            wanted = known_key_types(entries, host.known_hosts_name)
+            if not wanted and other_known_hosts is not None:
+                # As ssh does: ask for a key type the checking files hold (else a node known
+                # by its RSA key alone would show its ed25519 key and look changed).
+                wanted = known_key_types(other_known_hosts.load(), host.known_hosts_name)
+            _prefer(transport, wanted)
             _prefer_fast_ciphers(transport)
             transport.start_client(timeout=deadline.remaining(0.1))
             identity = HostIdentity(

@@ -64,7 +64,7 @@ def inherit_login(node: HostConfig, login: HostConfig) -> HostConfig:
     }
     inherited = {name: value for name, value in fields.items() if name in node.defaulted}
     logger.debug(
-        "node %s inherits %s from the login connection to %s",
+        "compute node %s inherits %s from the login connection to %s",
         node.name,
         ", ".join(sorted(inherited)) or "nothing",
         login.name,

@@ -25,7 +25,7 @@ import shlex
 import paramiko
 
 from .._deadline import Deadline
-from .._errors import AuthenticationError, HostKeyError, SSHConnectError
+from .._errors import AuthenticationError, HostKeyError, RJupyterError, SSHConnectError
 from .._paramiko._fastpath import install as install_fast_path
 from .._paramiko._fixes import install as install_transport_fixes
 from ._connection import SSHConnection
@@ -72,6 +72,8 @@ def login_ssh_command(node: HostConfig, timeout: float) -> str:
         *("-o", "BatchMode=yes", "-o", "LogLevel=ERROR"),
         *("-o", f"ConnectTimeout={max(1, int(timeout))}"),
         *(["-p", str(node.port)] if node.port != 22 else []),
+        # A user the ssh_config names for the node; else the login node's ssh picks it.
+        *(["-l", node.user] if "user" not in node.defaulted else []),
         "--",
         node.hostname,
         shlex.join(["/bin/sh", "-c", NODE_SCRIPT]),
@@ -129,7 +131,9 @@ def hop_by_login_ssh(
         if transport is not None:
             transport.close()
         channel.close()
-        if isinstance(exc, (OSError, EOFError, paramiko.SSHException)):
+        if not isinstance(exc, RJupyterError) and isinstance(
+            exc, (OSError, EOFError, paramiko.SSHException)
+        ):
             raise SSHConnectError(
                 f"the hop to {node.name} by {label} failed: {exc or type(exc).__name__}",
                 host=node.name,
@@ -154,7 +158,7 @@ def _wait_ready(
         if line.startswith(f"{READY_MARKER} ") and line.split()[1:]:
             return line.split()[1]
     status = channel.recv_exit_status() if channel.exit_status_ready() else None
-    message = said.strip()[-500:] or f"exit status {status}"
+    message = said.strip()[-500:].rstrip(".") or f"exit status {status}"
     if "Host key verification failed" in said or "HOST IDENTIFICATION HAS CHANGED" in said:
         raise HostKeyError(
             f"{label} refused the node's host key ({message}): the node is not in the cluster's "

@@ -23,7 +23,7 @@ from ._account import (
     set_password,
 )
 from ._build import HostPlan, build_host, client_files
-from ._cluster import publish_node, remove_netns_etc
+from ._cluster import publish_node, remove_netns_etc, user_key
 from ._errors import LabError
 from ._host import LabHost
 from ._hostopts import HostOptions
@@ -339,6 +339,17 @@ class Lab:
         self._undo.push("stop slurm", cluster.stop)
         self._slurm = cluster
         return cluster
+
+    @property
+    def user_key(self) -> Path:
+        """A key pair in the user's `~/.ssh` on the hosts, made on first use: a cluster-internal
+        key (the client's ssh_config never names it). The private key's path.
+
+        Raises:
+            LabError: The lab is not open, or ssh-keygen failed.
+        """
+        path = self.home / ".ssh" / "id_ed25519"
+        return path if path.exists() else user_key(self._require_account(), path.name)
 
     def _ensure_password(self) -> None:
         if self._password is None:
