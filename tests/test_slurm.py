@@ -256,9 +256,15 @@ def test_cli_start_with_slurm_flag_and_profile(
     rjupyter = str(Path(sys.executable).with_name("rjupyter"))
     env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
     profile = tmp_path / "config.toml"
-    profile.write_text(f'[hosts.login]\nvenv = "{lab.jupyter_venv}"\nslurm = "--time=10"\n')
+    profile.write_text(
+        f'[hosts.login]\nvenv = "{lab.jupyter_venv}"\nslurm = "--time=10"\n'
+        'node_host_key_policy = "reject"\n'  # the node is known on the login host
+    )
     env["RJUPYTER_CONFIG"] = str(profile)
-    for extra in ([], ["--slurm", "--time=10 --job-name=from-flag"]):
+    for extra in (
+        [],
+        ["--slurm", "--time=10 --job-name=from-flag", "--node-host-key-policy", "accept-new"],
+    ):
         process = subprocess.Popen(
             [rjupyter, "start", "login", "-F", str(lab.ssh_config), "--json", *extra],
             stdout=subprocess.PIPE,
