@@ -153,9 +153,9 @@ class OtherKnownHosts:
     key as the cluster knows it (its files read through the login node).
 
     Attributes:
-        where: The files, for messages (``"/etc/ssh/ssh_known_hosts on login"``).
-        load: Reads them (called at most once, and only when the local files do not know the
-            host).
+        where: The files, for messages (``"the known hosts of login (...)"``).
+        load: Reads them; called only when the local files do not list the host (for the
+            check, and before it to ask for a key type they hold), so it should cache.
     """
 
     where: str
