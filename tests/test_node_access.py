@@ -129,7 +129,8 @@ def test_what_the_ssh_config_sets_for_the_node_wins(
     nobody = config_with(tmp_path, lab, "Host cn1\n  User nosuchuser\n")
     with pytest.raises(AuthenticationError, match="nosuchuser") as caught:
         node("cn1", nobody, gate, answers)
-    assert "nosuchuser@cn1 refused" in str(caught.value)
+    assert "nosuchuser@cn1 refused" in str(caught.value)  # the client's hop, then the login
+    assert "could not log in either: nosuchuser@cn1: Permission denied" in str(caught.value)
     # A key named for the node is the one offered (the client's own is not): cn2 takes it.
     cluster_key = lab.home / ".ssh" / "id_ed25519"
     keyed = tmp_path / "keyed"

@@ -18,6 +18,7 @@ from pathlib import Path
 from ._account import Account
 from ._errors import LabError
 from ._host import LabHost
+from ._network import NETNS_PREFIX
 from ._sshd import generate_key, known_hosts_lines, wait_for_keygens
 
 __all__ = ["NETNS_ETC", "publish_node", "remove_netns_etc", "user_key", "user_ssh_dir"]
@@ -66,7 +67,7 @@ def publish_node(node: LabHost, login: LabHost, account: Account) -> None:
 
 def remove_netns_etc(netns: str | None) -> None:
     """Remove ``/etc/netns/<netns>`` (written by ``publish_node``); idempotent."""
-    if netns is not None and netns.startswith("rjl-"):
+    if netns is not None and netns.startswith(NETNS_PREFIX):
         shutil.rmtree(NETNS_ETC / netns, ignore_errors=True)
 
 
