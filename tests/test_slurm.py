@@ -261,26 +261,30 @@ def test_cli_start_with_slurm_flag_and_profile(
         'node_host_key_policy = "reject"\n'  # the node is known on the login host
     )
     env["RJUPYTER_CONFIG"] = str(profile)
-    for extra in (
-        [],
-        ["--slurm", "--time=10 --job-name=from-flag", "--node-host-key-policy", "accept-new"],
+    for number, extra in enumerate(
+        [[], ["--slurm", "--time=10 --job-name=from-flag", "--node-host-key-policy", "accept-new"]]
     ):
-        process = subprocess.Popen(
-            [rjupyter, "start", "login", "-F", str(lab.ssh_config), "--json", *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+        log = tmp_path / f"stderr-{number}"  # a file: -vv writes more than a pipe holds
+        with log.open("w") as stderr:
+            process = subprocess.Popen(
+                [rjupyter, "-vv", "start", "login", "-F", str(lab.ssh_config), "--json", *extra],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
         assert process.stdout is not None
         facts = json.loads(process.stdout.readline())
         assert http(facts["url"])[0] == 200
         assert len(cluster.jobs()) == 1
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
-        assert process.returncode == 130, err
+        process.communicate(timeout=60)
+        err = log.read_text()
+        assert process.returncode == 130, err[-3000:]
         assert cluster.jobs() == []
+        assert "node access path for node: direct hop through login" in err
+        assert facts["url"].partition("token=")[2] not in err  # -vv logs no token
 
 
 @pytest.fixture
