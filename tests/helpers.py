@@ -228,3 +228,20 @@ def http_server(host: Any, port: int | None = None) -> Iterator[int]:
             process.stderr.close()
         Path(directory, "hello.txt").unlink()
         os.rmdir(directory)
+
+
+class Answers:
+    """An auth_handler answering the lab's PAM prompts: the password, then the TOTP code."""
+
+    def __init__(self, lab: Any, host: Any, code: str | None = None) -> None:
+        self.lab, self.host, self.code = lab, host, code
+        self.calls: list[list[tuple[str, bool]]] = []
+
+    def __call__(self, title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
+        self.calls.append(prompts)
+        return [self._answer(prompt) for prompt, _ in prompts]
+
+    def _answer(self, prompt: str) -> str:
+        if prompt.startswith("Password"):
+            return str(self.lab.password)
+        return self.code or str(self.host.totp_code())

@@ -80,6 +80,7 @@ def test_a_connection_failure_exits_255_like_ssh(env: dict[str, str]) -> None:
         (["tunnel", "h", "8889", "-L", "1"], "with -L only"),
         (["tunnel", "h", "-L", "99999"], "'99999' in '99999' is not a port"),
         (["start", "h", "--slurm", "--x='open"], "not valid sbatch options"),
+        (["start", "h", "--node-host-key-policy", "no"], "'no' is not one of 'reject'"),
     ],
 )
 def test_usage_errors_name_the_flag_and_exit_2(
@@ -139,6 +140,7 @@ def test_help_names_the_exit_statuses(env: dict[str, str]) -> None:
         ("[hosts.other]\nvenv = 3\n", "'venv' in [hosts.other] must be str"),
         ('[defaults]\nslurm = "--x=\'open"\n', "'slurm' in [defaults]: \"--x='open\" is not"),
         ('[hosts.h]\nvenv = "a"\nconda = "b"\n', "sets both venv and conda_env"),
+        ('[hosts.h]\nnode_host_key_policy = "no"\n', "'node_host_key_policy' in [hosts.h]: 'no'"),
         ("[hosts.h]\nkeep_running = 1\n", "'keep_running' in [hosts.h] must be bool"),
     ],
 )

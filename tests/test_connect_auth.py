@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import host_block, http, keygen, wait_for
+from helpers import Answers, host_block, http, keygen, wait_for
 
 from rjupyter import AuthenticationError, RemoteNotebook
 from rjupyter._deadline import Deadline
@@ -61,23 +61,6 @@ def logs_in(config: Path, **options: Any) -> None:
         assert connection.is_active
     finally:
         connection.close()
-
-
-class Answers:
-    """An auth_handler answering the lab's PAM prompts: the password, then the TOTP code."""
-
-    def __init__(self, lab: Lab, host: LabHost, code: str | None = None) -> None:
-        self.lab, self.host, self.code = lab, host, code
-        self.calls: list[list[tuple[str, bool]]] = []
-
-    def __call__(self, title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
-        self.calls.append(prompts)
-        return [self._answer(prompt) for prompt, _ in prompts]
-
-    def _answer(self, prompt: str) -> str:
-        if prompt.startswith("Password"):
-            return self.lab.password
-        return self.code or self.host.totp_code()
 
 
 TWO_ROUNDS = [[("Password: ", False)], [("Verification code: ", True)]]

@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import http, run_example, run_in_kernel, wait_for
+from helpers import http, keygen, run_example, run_in_kernel, wait_for
 
-from rjupyter import JobError, RemoteNotebook, Slurm
+from rjupyter import HostKeyError, JobError, RemoteNotebook, Slurm
 from rjupyter._launch._slurm import parse_job
 from rjupyter._ssh._connection import SSHConnection
 from rjupyter.testing import Lab
 from rjupyter.testing._slurm import SlurmCluster, slurm_available
 
 logger = logging.getLogger(__name__)
+NODE_LOGGER = "rjupyter._ssh._node"
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,27 @@ def cluster(lab: Lab) -> SlurmCluster:
     return lab.slurm or lab.add_slurm()
 
 
+@pytest.fixture(autouse=True)
+def node_access(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Log the way each node connection of the test was made (``direct hop through login`` or
+    ``login-node ssh on login``), for the record; commands run in a subprocess (the CLI, the
+    example) are not seen here."""
+    caplog.set_level(logging.DEBUG, logger=NODE_LOGGER)
+    caplog.set_level(logging.DEBUG, logger="rjupyter._ssh._knownhosts")
+    yield
+    seen = paths_seen(caplog, "call")
+    logger.info("node access: %s", seen or "no node connection in this process")
+
+
+def paths_seen(caplog: pytest.LogCaptureFixture, phase: str | None = None) -> list[str]:
+    records = caplog.records if phase is None else caplog.get_records(phase)  # type: ignore[arg-type]
+    return [
+        record.getMessage().partition(": ")[2]
+        for record in records
+        if record.name == NODE_LOGGER and record.getMessage().startswith("node access path")
+    ]
+
+
 @pytest.fixture
 def job_options(lab: Lab, cluster: SlurmCluster) -> Iterator[dict[str, Any]]:
     yield {"ssh_config": lab.ssh_config, "venv": lab.jupyter_venv, "timeout": 60.0}
@@ -47,6 +69,19 @@ def job_options(lab: Lab, cluster: SlurmCluster) -> Iterator[dict[str, Any]]:
     if leftover:
         cluster.run(["scancel", "-u", lab.user])
     assert leftover == [], f"jobs left behind: {leftover}"
+
+
+def job_and_host_in_a_kernel(nb: RemoteNotebook) -> list[str]:
+    """``SLURM_JOB_ID`` and the host name, as a new kernel of ``nb`` sees them."""
+    status, body = http(f"{nb.base_url}api/kernels", token=nb.token, method="POST")
+    assert status == 201
+    printed = run_in_kernel(
+        nb.base_url,
+        nb.token,
+        json.loads(body)["id"],
+        "import os, socket; print(os.environ['SLURM_JOB_ID'], socket.gethostname())",
+    )
+    return printed.split()
 
 
 def raised_within(seconds: float, probe: Any) -> JobError:
@@ -62,7 +97,7 @@ def raised_within(seconds: float, probe: Any) -> JobError:
 
 
 def test_notebook_runs_in_a_job_on_the_node(
-    cluster: SlurmCluster, job_options: dict[str, Any]
+    cluster: SlurmCluster, job_options: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     steps: list[tuple[str, str]] = []
     began = time.monotonic()
@@ -76,15 +111,7 @@ def test_notebook_runs_in_a_job_on_the_node(
         job_id = nb.server.job_id
         assert job_id is not None
         assert http(nb.url)[0] == 200
-        status, body = http(f"{nb.base_url}api/kernels", token=nb.token, method="POST")
-        assert status == 201
-        printed = run_in_kernel(
-            nb.base_url,
-            nb.token,
-            json.loads(body)["id"],
-            "import os, socket; print(os.environ['SLURM_JOB_ID'], socket.gethostname())",
-        )
-        assert printed.split() == [job_id, cluster.node_name]
+        assert job_and_host_in_a_kernel(nb) == [job_id, cluster.node_name]
         # Jupyter listens on a private socket of the node, forwarded by the node's sshd.
         sock = nb.remote_socket
         assert sock is not None
@@ -98,6 +125,10 @@ def test_notebook_runs_in_a_job_on_the_node(
     queue = [detail for step, detail in steps if step == "queue"]
     assert any(detail.startswith(f"job {job_id} RUNNING on node") for detail in queue), queue
     assert ("node", cluster.node_name) in steps
+    # The client's ssh_config names only the login host: the node was reached with the login's
+    # user and key, its host key found in the user's known_hosts on the login host.
+    assert paths_seen(caplog) == ["direct hop through login"]
+    assert "found in the known hosts of login" in caplog.text
 
 
 def test_pending_job_shows_its_queue_state_and_ctrl_c_cancels_it(
@@ -213,9 +244,12 @@ def test_slurm_example(lab: Lab, cluster: SlurmCluster) -> None:
         lab.jupyter_venv,
         "-F",
         str(lab.ssh_config),
+        "--node-host-key-policy",
+        "accept-new",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "queue: job" in result.stdout
+    assert "node" not in lab.known_hosts.read_text().split()  # known on the login host: kept
     assert "answers: 0 kernels" in result.stdout
     assert cluster.jobs() == []
 
@@ -226,25 +260,92 @@ def test_cli_start_with_slurm_flag_and_profile(
     rjupyter = str(Path(sys.executable).with_name("rjupyter"))
     env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
     profile = tmp_path / "config.toml"
-    profile.write_text(f'[hosts.login]\nvenv = "{lab.jupyter_venv}"\nslurm = "--time=10"\n')
+    profile.write_text(
+        f'[hosts.login]\nvenv = "{lab.jupyter_venv}"\nslurm = "--time=10"\n'
+        'node_host_key_policy = "reject"\n'  # the node is known on the login host
+    )
     env["RJUPYTER_CONFIG"] = str(profile)
-    for extra in ([], ["--slurm", "--time=10 --job-name=from-flag"]):
-        process = subprocess.Popen(
-            [rjupyter, "start", "login", "-F", str(lab.ssh_config), "--json", *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+    for number, extra in enumerate(
+        [[], ["--slurm", "--time=10 --job-name=from-flag", "--node-host-key-policy", "accept-new"]]
+    ):
+        log = tmp_path / f"stderr-{number}"  # a file: -vv writes more than a pipe holds
+        with log.open("w") as stderr:
+            process = subprocess.Popen(
+                [rjupyter, "-vv", "start", "login", "-F", str(lab.ssh_config), "--json", *extra],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
         assert process.stdout is not None
         facts = json.loads(process.stdout.readline())
         assert http(facts["url"])[0] == 200
         assert len(cluster.jobs()) == 1
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
-        assert process.returncode == 130, err
+        process.communicate(timeout=60)
+        err = log.read_text()
+        assert process.returncode == 130, err[-3000:]
         assert cluster.jobs() == []
+        assert "node access path for node: direct hop through login" in err
+        assert facts["url"].partition("token=")[2] not in err  # -vv logs no token
+
+
+@pytest.fixture
+def cluster_key(lab: Lab) -> Iterator[Path]:
+    """A key in the user's home on the login host only, which the hosts accept meanwhile."""
+    key = lab.user_key
+    before = lab.authorized_keys.read_text()
+    lab.authorized_keys.write_text(before + key.with_name("id_ed25519.pub").read_text())
+    yield key
+    lab.authorized_keys.write_text(before)
+
+
+def test_a_node_refusing_the_clients_key_is_reached_by_the_login_nodes_ssh(
+    tmp_path: Path,
+    cluster: SlurmCluster,
+    job_options: dict[str, Any],
+    cluster_key: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The user's config names a key for the node that the node refuses: the client's hop
+    # fails, and the login host's own ssh, with the key in the home there, gets in.
+    refused = keygen(tmp_path / "refused")
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host node\n  IdentityFile {refused}\n  IdentitiesOnly yes\n\n"
+        + job_options["ssh_config"].read_text()
+    )
+    options = {**job_options, "ssh_config": config}
+    with RemoteNotebook("login", scheduler=Slurm(time="10"), **options) as nb:
+        job_id = nb.server.job_id
+        assert job_and_host_in_a_kernel(nb) == [job_id, cluster.node_name]
+        assert http(nb.url)[0] == 200
+    assert paths_seen(caplog) == ["login-node ssh on login"]
+    assert cluster.jobs() == []
+    assert wait_for(  # the private sshd ends with the session
+        lambda: not [argv for _, argv in cluster.node.user_processes() if "hop" in str(argv)]
+    )
+
+
+def test_node_host_key_policy_never_weakens_the_login_hosts_check(
+    tmp_path: Path, cluster: SlurmCluster, job_options: dict[str, Any]
+) -> None:
+    unknown = tmp_path / "known_hosts"
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host login\n  UserKnownHostsFile {unknown}\n\n" + job_options["ssh_config"].read_text()
+    )
+    notebook = RemoteNotebook(
+        "login",
+        scheduler=Slurm(time="10", node_host_key_policy="accept-new"),
+        **{**job_options, "ssh_config": config},
+    )
+    with pytest.raises(HostKeyError, match="is not known") as caught:
+        notebook.start()
+    assert caught.value.host == "login"
+    assert not unknown.exists()  # nothing accepted for the login host
+    assert cluster.jobs() == []
 
 
 def test_parse_job_reads_the_queue_position() -> None:

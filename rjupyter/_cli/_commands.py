@@ -37,7 +37,7 @@ from ._common import (
     timeout_of,
 )
 from ._forwards import FORWARD, Forward, forward_option, forwards_from
-from ._profiles import IDLE_SECONDS, PORT, SLURM
+from ._profiles import IDLE_SECONDS, NODE_HOST_KEY_POLICY, PORT, SLURM
 from ._ui import Progress, StatusLine, count_kernels
 
 __all__ = ["attach", "completion", "list_command", "start", "stop", "tunnel"]
@@ -75,6 +75,12 @@ Examples:
     is_flag=True,
     default=None,
     help="Jupyter on a TCP port of HOST's loopback, not on a private Unix socket.",
+)
+@click.option(
+    "--node-host-key-policy",
+    type=NODE_HOST_KEY_POLICY,
+    help="With --slurm: a compute node key neither known_hosts nor the login node knows: "
+    "reject (default) or accept-new. Never changes the login node's check.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
 @forward_option

@@ -7,6 +7,7 @@ exclude each other. Nothing in the library imports the command line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -230,6 +231,9 @@ def notebook_for(
     """A RemoteNotebook from merged flags and profile (not started)."""
     scheduler = options.get("slurm")
     assert scheduler is None or isinstance(scheduler, Slurm)
+    node_policy = options.get("node_host_key_policy")
+    if scheduler is not None and node_policy is not None:
+        scheduler = dataclasses.replace(scheduler, node_host_key_policy=node_policy)
     return RemoteNotebook(
         host,
         scheduler=scheduler,

@@ -45,6 +45,7 @@ __all__ = [
     "HOST_KEY_POLICY",
     "IDLE_SECONDS",
     "KEY_ALIASES",
+    "NODE_HOST_KEY_POLICY",
     "PORT",
     "PROFILE_KEYS",
     "SECONDS",
@@ -63,6 +64,7 @@ SECONDS = click.FloatRange(min=0, min_open=True)
 IDLE_SECONDS = click.FloatRange(min=0)
 APP = click.Choice(["notebook", "lab", "server"])
 HOST_KEY_POLICY = click.Choice(["reject", "accept-new", "no"])
+NODE_HOST_KEY_POLICY = click.Choice(["reject", "accept-new"])
 
 
 class SlurmOptions(click.ParamType):  # type: ignore[type-arg]
@@ -110,6 +112,7 @@ PROFILE_KEYS: dict[str, tuple[type | tuple[type, ...], click.ParamType[Any, Any]
     "jump": (str, None),
     "host_key_policy": (str, HOST_KEY_POLICY),
     "slurm": (str, SLURM),
+    "node_host_key_policy": (str, NODE_HOST_KEY_POLICY),
     "timeout": ((int, float), SECONDS),
     "abandon_timeout": ((int, float), IDLE_SECONDS),
 }

@@ -15,7 +15,8 @@ import time
 from .._deadline import Deadline
 from .._errors import JobError, LaunchError, RJupyterError, SSHConnectError
 from .._server._remote import RemoteServer
-from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
+from .._ssh._connection import ConnectionSlot, SSHConnection
+from .._ssh._node import open_node_connection
 from ._base import OLD_JUPYTER, Launcher, LaunchSpec, socket_forwarded
 from ._jobs import BatchJob
 from ._scheduler import Scheduler
@@ -113,7 +114,13 @@ class BatchLauncher(Launcher):
         assert login is not None
         if not login.current.is_active:
             login.swap(self.spec.connect(deadline, hop=True))
-        return open_connection(self.node, self.spec.options, deadline, via=login.current)
+        return open_node_connection(
+            self.node,
+            self.spec.options,
+            deadline,
+            login=login.current,
+            host_key_policy=self.system.node_host_key_policy,
+        )
 
     def reconnect(self, deadline: Deadline) -> SSHConnection:
         return self._connect_node(deadline)

@@ -78,6 +78,8 @@ class Scheduler(abc.ABC):
         cancel_script: Args: job id. Cancels the job (one already ended is fine).
         named_script: Args: job name. Prints the ids of the user's jobs of that name.
         ended_reasons: For a final state, what happened, in words.
+        node_host_key_policy: The host-key policy for the compute node only (None: the
+            connection's); see :class:`~._slurm.Slurm`.
     """
 
     name: str
@@ -88,6 +90,7 @@ class Scheduler(abc.ABC):
     cancel_script: str
     named_script: str
     ended_reasons: Mapping[str, str]
+    node_host_key_policy: str | None = None
 
     @abc.abstractmethod
     def batch_script(

@@ -109,6 +109,11 @@ class Slurm(Scheduler):
         queue_timeout: Seconds to wait while the job is queued; None (default) waits until
             it starts (Ctrl-C cancels the job).
         poll: Seconds between looks at the job's state.
+        node_host_key_policy: For the compute node only: ``"accept-new"`` accepts (and records
+            in the local known_hosts) a node key that neither the local known_hosts nor the
+            cluster's known hosts on the login node list; a key that mismatches either is
+            still refused. ``"reject"`` refuses it. None (default) follows the connection's
+            ``host_key_policy``. The login node's and jump hosts' checks are never changed.
 
     Raises:
         ValueError: An option is malformed (``time``, ``cpus``, a value with a newline ...).
@@ -124,6 +129,7 @@ class Slurm(Scheduler):
     extra: Sequence[str] = field(default=())
     queue_timeout: float | None = None
     poll: float = 1.0
+    node_host_key_policy: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.extra, str):
@@ -133,6 +139,11 @@ class Slurm(Scheduler):
             raise ValueError(f"time must look like 'MM', 'HH:MM:SS', 'D-HH'; got {self.time!r}")
         if self.cpus is not None and self.cpus < 1:
             raise ValueError(f"cpus must be at least 1; got {self.cpus}")
+        if self.node_host_key_policy not in (None, "reject", "accept-new"):
+            raise ValueError(
+                "node_host_key_policy must be 'reject' or 'accept-new'; "
+                f"got {self.node_host_key_policy!r}"
+            )
         if not self.poll > 0 or (self.queue_timeout is not None and not self.queue_timeout > 0):
             raise ValueError("poll and queue_timeout must be positive")
         for value in self.sbatch_args():

@@ -23,6 +23,7 @@ from ._localuser import local_home, local_user_name
 from ._tokens import TokenContext, expand_tokens, expand_user_path
 
 __all__ = [
+    "DEFAULT_IDENTITIES",
     "FIELDS",
     "ConfigError",
     "ResolvedConfig",
@@ -47,7 +48,7 @@ FIELDS = (
 )  # fmt: skip
 _MULTI = frozenset({"identityfile", "certificatefile"})
 _LISTS = frozenset({"userknownhostsfile", "globalknownhostsfile"})
-_DEFAULT_IDENTITIES = (
+DEFAULT_IDENTITIES = (
     "~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ecdsa_sk", "~/.ssh/id_ed25519",
     "~/.ssh/id_ed25519_sk", "~/.ssh/id_xmss", "~/.ssh/id_dsa",
 )  # fmt: skip
@@ -449,7 +450,7 @@ def _finish(state: _State) -> ResolvedConfig:
     resolved["hostname"] = [hostname]
     for key, default in defaults.items():
         resolved.setdefault(key, [default])
-    resolved.setdefault("identityfile", list(_DEFAULT_IDENTITIES))
+    resolved.setdefault("identityfile", list(DEFAULT_IDENTITIES))
     checking = resolved["stricthostkeychecking"][0].lower()
     resolved["stricthostkeychecking"] = [_CHECKING.get(checking, checking)]
     for key in ("identitiesonly", "compression", "hashknownhosts"):

@@ -24,7 +24,7 @@ from ._hostconfig import HostConfig, resolve_chain, resolve_host, split_chain
 from ._liveness import Keepalive
 from ._options import ConnectOptions
 
-__all__ = ["ConnectionSlot", "SSHConnection", "open_connection"]
+__all__ = ["ConnectionSlot", "SSHConnection", "credentials_for", "open_connection"]
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +256,8 @@ class ConnectionSlot:
         return f"<ConnectionSlot {self._connection!r}>"
 
 
-def _credentials(host: HostConfig, options: ConnectOptions, *, target: bool) -> Credentials:
+def credentials_for(host: HostConfig, options: ConnectOptions, *, target: bool) -> Credentials:
+    """What ``host`` may be offered (``password`` only on the target, never to a jump host)."""
     return Credentials(
         user=host.user,
         label=host.name,
@@ -312,7 +313,7 @@ def open_connection(
             through = transports[-1] if transports else first_via
             # Only the first step may use its ProxyCommand; later ones go through the chain.
             reached = step if number == 0 else dataclasses.replace(step, proxy_command=None)
-            credentials = _credentials(reached, options, target=number == len(hops))
+            credentials = credentials_for(reached, options, target=number == len(hops))
             transports.append(
                 connect(
                     reached, credentials, deadline=deadline, via=through, progress=options.progress

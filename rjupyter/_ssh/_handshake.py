@@ -22,7 +22,13 @@ from .._paramiko._hostkeys import verifiable_key_types
 from ._auth import Credentials, authenticate
 from ._hostconfig import HostConfig
 from ._hostspec import parse_host_spec
-from ._knownhosts import HostIdentity, check_host_key, known_key_types, load_known_hosts
+from ._knownhosts import (
+    HostIdentity,
+    OtherKnownHosts,
+    check_host_key,
+    known_key_types,
+    load_known_hosts,
+)
 from ._tokens import TokenContext, expand_tokens
 
 __all__ = ["FAST_CIPHERS", "connect"]
@@ -123,8 +129,12 @@ def connect(
     deadline: Deadline,
     via: paramiko.Transport | None = None,
     progress: Callable[[str, str], None] | None = None,
+    other_known_hosts: OtherKnownHosts | None = None,
 ) -> paramiko.Transport:
     """Open one connection (directly, by ProxyCommand, or through ``via``), check, log in once.
+
+    A host key the known_hosts files do not list at all is looked up in ``other_known_hosts``
+    (a compute node's, as its cluster knows it) before the host's policy applies.
 
     Raises:
         SSHConnectError: The host cannot be reached or the handshake fails.
@@ -144,7 +154,12 @@ def connect(
             transport.auth_timeout = deadline.remaining(0.1)
             transport.use_compression(host.compression)
             entries = load_known_hosts(host.known_hosts_files)
-            _prefer(transport, known_key_types(entries, host.known_hosts_name))
+            wanted = known_key_types(entries, host.known_hosts_name)
+            if not wanted and other_known_hosts is not None:
+                # As ssh does: ask for a key type the checking files hold (else a node known
+                # by its RSA key alone would show its ed25519 key and look changed).
+                wanted = known_key_types(other_known_hosts.load(), host.known_hosts_name)
+            _prefer(transport, wanted)
             _prefer_fast_ciphers(transport)
             transport.start_client(timeout=deadline.remaining(0.1))
             identity = HostIdentity(
@@ -155,7 +170,9 @@ def connect(
                 policy=host.host_key_policy,
                 hash_names=host.hash_known_hosts,
             )
-            check_host_key(identity, transport.get_remote_server_key(), entries)
+            check_host_key(
+                identity, transport.get_remote_server_key(), entries, other=other_known_hosts
+            )
             if progress is not None:
                 progress("authenticate", f"{host.user}@{host.name}")
             authenticate(transport, credentials)

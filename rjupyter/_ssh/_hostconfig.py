@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._errors import SSHConnectError
-from ._config import ConfigError, ResolvedConfig, resolve_config, split_jump
+from ._config import DEFAULT_IDENTITIES, ConfigError, ResolvedConfig, resolve_config, split_jump
 from ._hostspec import parse_host_spec
-from ._localuser import local_home
+from ._localuser import local_home, local_user_name
 from ._tokens import TokenContext, expand_tokens, expand_user_path
 
 __all__ = [
@@ -50,6 +50,10 @@ class HostConfig:
         alive_count: ``ServerAliveCountMax``.
         compression: ``Compression``.
         hash_known_hosts: ``HashKnownHosts``: hash the names ``accept-new`` records.
+        defaulted: Which of ``user``, ``identity_files``, ``certificate_files``,
+            ``agent_socket`` and ``identities_only`` no ssh_config line (nor ``user@``) set:
+            OpenSSH's defaults, which a compute node reached through its login node inherits
+            from the login instead.
     """
 
     name: str
@@ -70,6 +74,7 @@ class HostConfig:
     alive_count: int = DEFAULT_ALIVE_COUNT
     compression: bool = False
     hash_known_hosts: bool = False
+    defaulted: frozenset[str] = frozenset()
 
     @property
     def known_hosts_name(self) -> str:
@@ -136,7 +141,7 @@ def resolve_host(
         resolved = resolve_config(host, config=ssh_config, user=user, port=port)
     except ConfigError as exc:
         raise SSHConnectError(f"{exc}", host=spec) from exc
-    return _host_config(spec, host, resolved, identity_file)
+    return _host_config(spec, host, resolved, identity_file, user_given=user is not None)
 
 
 def _host_config(
@@ -144,6 +149,8 @@ def _host_config(
     original: str,
     resolved: ResolvedConfig,
     identity_file: str | os.PathLike[str] | None,
+    *,
+    user_given: bool = False,
 ) -> HostConfig:
     home = local_home()
     port = int(resolved.get("port", "22"))
@@ -160,6 +167,7 @@ def _host_config(
         return tuple(expand_user_path(expand_tokens(v, context), home) for v in values)
 
     identities = list(paths(resolved.all("identityfile")))
+    defaulted = _defaulted(resolved, user_given=user_given)
     if identity_file is not None:
         identities = [os.fspath(identity_file), *(p for p in identities if p != identity_file)]
     known = resolved.get("userknownhostsfile").split()
@@ -188,7 +196,25 @@ def _host_config(
         alive_count=int(resolved.get("serveralivecountmax", "3")),
         compression=resolved.get("compression") == "yes",
         hash_known_hosts=resolved.get("hashknownhosts") == "yes",
+        defaulted=defaulted,
     )
+
+
+def _defaulted(resolved: ResolvedConfig, *, user_given: bool) -> frozenset[str]:
+    """The credential settings at OpenSSH's defaults (``ssh -G`` prints defaults too; these
+    are the values no line sets: a line setting exactly the default counts as unset)."""
+    found = set()
+    if not user_given and resolved.get("user") == local_user_name():
+        found.add("user")
+    if resolved.all("identityfile") == list(DEFAULT_IDENTITIES):
+        found.add("identity_files")
+    if not resolved.all("certificatefile"):
+        found.add("certificate_files")
+    if not resolved.get("identityagent"):
+        found.add("agent_socket")
+    if resolved.get("identitiesonly", "no") == "no":
+        found.add("identities_only")
+    return frozenset(found)
 
 
 def _agent_socket(setting: str) -> str | None:

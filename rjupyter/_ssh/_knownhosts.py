@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +25,12 @@ from ._hostcert import HostCertificate, parse_host_certificate
 __all__ = [
     "HostIdentity",
     "KnownHost",
+    "OtherKnownHosts",
     "check_host_key",
     "fingerprint",
     "known_key_types",
     "load_known_hosts",
+    "parse_known_hosts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,20 +77,27 @@ def load_known_hosts(files: Sequence[str]) -> list[KnownHost]:
             text = Path(path).read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        for number, line in enumerate(text.splitlines(), 1):
-            fields = line.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            marker = fields.pop(0) if fields[0].startswith("@") else ""
-            if len(fields) < 3 or marker not in ("", REVOKED, CERT_AUTHORITY):
-                logger.debug("skipping malformed known_hosts line %s:%d", path, number)
-                continue
-            try:
-                blob = base64.b64decode(fields[2], validate=True)
-            except ValueError:
-                logger.debug("skipping bad key in known_hosts line %s:%d", path, number)
-                continue
-            entries.append(KnownHost(marker, fields[0], fields[1], blob, f"{path}:{number}"))
+        entries += parse_known_hosts(text, path)
+    return entries
+
+
+def parse_known_hosts(text: str, source: str) -> list[KnownHost]:
+    """The lines of one known_hosts file's ``text`` (``source`` names it in messages)."""
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        marker = fields.pop(0) if fields[0].startswith("@") else ""
+        if len(fields) < 3 or marker not in ("", REVOKED, CERT_AUTHORITY):
+            logger.debug("skipping malformed known_hosts line %s:%d", source, number)
+            continue
+        try:
+            blob = base64.b64decode(fields[2], validate=True)
+        except ValueError:
+            logger.debug("skipping bad key in known_hosts line %s:%d", source, number)
+            continue
+        entries.append(KnownHost(marker, fields[0], fields[1], blob, f"{source}:{number}"))
     return entries
 
 
@@ -138,8 +147,33 @@ class HostIdentity:
     hash_names: bool = False
 
 
-def check_host_key(identity: HostIdentity, key: paramiko.PKey, entries: list[KnownHost]) -> None:
+@dataclass(frozen=True)
+class OtherKnownHosts:
+    """Known hosts to ask when the local files do not list the host at all: a compute node's
+    key as the cluster knows it (its files read through the login node).
+
+    Attributes:
+        where: The files, for messages (``"the known hosts of login (...)"``).
+        load: Reads them; called only when the local files do not list the host (for the
+            check, and before it to ask for a key type they hold), so it should cache.
+    """
+
+    where: str
+    load: Callable[[], list[KnownHost]]
+
+
+def check_host_key(
+    identity: HostIdentity,
+    key: paramiko.PKey,
+    entries: list[KnownHost],
+    *,
+    other: OtherKnownHosts | None = None,
+) -> None:
     """Apply OpenSSH's rules to the key the server offered.
+
+    The local ``entries`` decide first: a match is trusted, another key listed is a mismatch
+    (fatal). Only a host they do not list at all is looked up in ``other`` (with the same
+    rules) before the policy applies to an unknown key.
 
     Raises:
         HostKeyError: The key (or its CA) is revoked, the key changed (under every policy), or
@@ -149,29 +183,18 @@ def check_host_key(identity: HostIdentity, key: paramiko.PKey, entries: list[Kno
     plain_blob = certificate.key_blob if certificate else key.asbytes()
     key_type = certificate.key_type if certificate else key.get_name()
     offered = fingerprint(plain_blob)
-    listed = [entry for entry in entries if entry.matches(identity.lookup_name)]
-    revoked = {entry.key_blob for entry in entries if entry.marker == REVOKED}
-    if plain_blob in revoked or (certificate and certificate.ca_blob in revoked):
-        raise _error(identity, key_type, offered, "is REVOKED in known_hosts: refusing it", False)
-    if certificate is not None and _certificate_trusted(identity, certificate, listed):
-        logger.debug("host certificate of %s signed by a known CA", identity.label)
+    if _trusted(identity, key_type, certificate, plain_blob, entries=entries, source="known_hosts"):
         return
-    plain = [entry for entry in listed if entry.marker == ""]
-    if any(entry.key_blob == plain_blob for entry in plain):
-        logger.debug("host key %s %s matches known_hosts", key_type, offered)
-        return
-    if plain:
-        where = plain[0].where
-        raise _error(
-            identity,
-            key_type,
-            offered,
-            f"differs from the key known_hosts holds ({where}). HOST KEY MISMATCH: someone may "
-            "be intercepting the connection, or the host was reinstalled. If you are sure the "
-            f"new key is right, remove the old one with `ssh-keygen -R '{identity.lookup_name}' "
-            f"-f {where.rpartition(':')[0]}` and connect again",
-            True,
-        )
+    looked = ""
+    if other is not None:
+        if _trusted(
+            identity, key_type, certificate, plain_blob, entries=other.load(), source=other.where
+        ):
+            logger.debug(
+                "host key %s %s of %s found in %s", key_type, offered, identity.label, other.where
+            )
+            return
+        looked = f", nor in {other.where}"
     if identity.policy == "no":
         logger.warning(
             "host key checking is off: accepting %s key %s for %s without verification",
@@ -183,14 +206,63 @@ def check_host_key(identity: HostIdentity, key: paramiko.PKey, entries: list[Kno
     if identity.policy == "accept-new":
         _record(identity, key_type, plain_blob)
         return
+    local = ", ".join(identity.files) or "no known_hosts file"
     raise _error(
         identity,
         key_type,
         offered,
-        "is not known. Verify that fingerprint with the host's administrator, then add it, "
-        "e.g. by logging in once with `ssh` and answering yes, or pass "
-        "host_key_policy='accept-new'",
+        f"is not known (not in {local}{looked}). Verify that fingerprint with the host's "
+        "administrator, then add it, e.g. by logging in once with `ssh` and answering yes, or "
+        "pass host_key_policy='accept-new'",
         False,
+    )
+
+
+def _trusted(
+    identity: HostIdentity,
+    key_type: str,
+    certificate: HostCertificate | None,
+    plain_blob: bytes,
+    *,
+    entries: list[KnownHost],
+    source: str,
+) -> bool:
+    """True when ``entries`` trust the key; False when they do not list the host at all.
+
+    Raises:
+        HostKeyError: The key or its CA is revoked, a certificate is not valid for the host,
+            or another key is listed for it (a mismatch).
+    """
+    offered = fingerprint(plain_blob)
+    listed = [entry for entry in entries if entry.matches(identity.lookup_name)]
+    revoked = {entry.key_blob for entry in entries if entry.marker == REVOKED}
+    if plain_blob in revoked or (certificate and certificate.ca_blob in revoked):
+        raise _error(identity, key_type, offered, f"is REVOKED in {source}: refusing it", False)
+    if certificate is not None and _certificate_trusted(identity, certificate, listed):
+        logger.debug("host certificate of %s signed by a known CA", identity.label)
+        return True
+    plain = [entry for entry in listed if entry.marker == ""]
+    if any(entry.key_blob == plain_blob for entry in plain):
+        logger.debug("host key %s %s matches %s", key_type, offered, source)
+        return True
+    if not plain:
+        return False
+    where = plain[0].where
+    path = where.rpartition(":")[0]
+    remedy = (
+        f"remove the old one with `ssh-keygen -R '{identity.lookup_name}' -f {path}` and connect "
+        "again"
+        if source == "known_hosts"
+        else f"ask the cluster's administrators to correct {path}"
+    )
+    raise _error(
+        identity,
+        key_type,
+        offered,
+        f"differs from the key {source} holds ({where}). HOST KEY MISMATCH: someone may be "
+        "intercepting the connection, or the host was reinstalled. If you are sure the new key "
+        f"is right, {remedy}",
+        True,
     )
 
 

@@ -147,7 +147,7 @@ class ClientFiles:
 
     Attributes:
         known_hosts: known_hosts lines (every host's keys under its address and alias).
-        ssh_config: ssh_config text: a `Host` block per host.
+        ssh_config: ssh_config text: a `Host` block per host, then `Host *` defaults.
     """
 
     known_hosts: list[str]
@@ -181,4 +181,13 @@ def client_files(
         if host.name in jumps:
             block.append(f"    ProxyJump {jumps[host.name]}")
         blocks.append("\n" + "\n".join(block) + "\n")
+    # Defaults for every other host (a node the login node names): the lab's own known_hosts,
+    # never the caller's ~/.ssh files; no user, key or address, which a node inherits.
+    defaults = [
+        "Host *",
+        f"    UserKnownHostsFile {config_path(known_hosts)}",
+        "    GlobalKnownHostsFile /dev/null",
+        "    StrictHostKeyChecking yes",
+    ]
+    blocks.append("\n" + "\n".join(defaults) + "\n")
     return ClientFiles(lines, "".join(blocks))

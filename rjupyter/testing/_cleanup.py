@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from ._account import ACCOUNT_PATTERN, Account, delete_account, owner_is_alive
+from ._cluster import remove_netns_etc
 from ._errors import LabError
 from ._network import (
     NETNS_PREFIX,
@@ -50,6 +51,7 @@ def _remove_namespace(netns: str) -> None:
             break
         stop_pids(pids)
     delete_netns_link(link)
+    remove_netns_etc(netns)
 
 
 def cleanup_stale_labs() -> list[str]:

@@ -23,6 +23,7 @@ from ._account import (
     set_password,
 )
 from ._build import HostPlan, build_host, client_files
+from ._cluster import publish_node, remove_netns_etc, user_key
 from ._errors import LabError
 from ._host import LabHost
 from ._hostopts import HostOptions
@@ -95,6 +96,7 @@ class Lab:
         self._password: str | None = None
         self._jumps: dict[str, str] = {}
         self._users = 0
+        self._unlisted: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<Lab {self._lab_id} {self._state.value} workdir={self._workdir}>"
@@ -202,7 +204,7 @@ class Lab:
 
     def _write_client_files(self) -> None:
         lines = client_files(
-            list(self._hosts.values()),
+            [host for name, host in self._hosts.items() if name not in self._unlisted],
             self._jumps,
             user=self._require_account().name,
             identity_file=self.identity_file,
@@ -224,6 +226,8 @@ class Lab:
         behind: str | None = None,
         environment: Mapping[str, str] | None = None,
         sshd_options: Mapping[str, str] | None = None,
+        listed: bool = True,
+        authorized_keys: Path | None = None,
     ) -> LabHost:
         """Start a new remote host and add it to `ssh_config` and `known_hosts`.
 
@@ -245,6 +249,10 @@ class Lab:
             environment: Variables sshd sets in every session on the host (`SetEnv`).
             sshd_options: sshd_config keywords and values over the lab's defaults, e.g.
                 `{"AllowStreamLocalForwarding": "no"}` (keywords: letters only).
+            listed: False (with `behind`): the host is in neither `ssh_config` nor the client's
+                `known_hosts`; only `behind`'s host resolves its name, and its host keys are in
+                the lab user's `~/.ssh/known_hosts` there (a compute node as clusters have them).
+            authorized_keys: The file sshd reads for the lab user (default: the lab's key).
 
         Returns:
             The running host.
@@ -254,18 +262,10 @@ class Lab:
             LabError: The lab is not open, an option needs root, or a step failed; what this
                 call made is removed again, and an sshd failure carries the tail of sshd's log.
         """
-        if self._state is not _State.OPEN:
-            raise LabError(f"{self!r} is not open: add hosts inside `with Lab(workdir) as lab:`")
-        if not _HOST_NAME.fullmatch(name) or name in self._hosts:
-            raise ValueError(f"host name {name!r} is invalid or already used")
-        if reachable_from is not None and behind is not None:
-            raise ValueError("give reachable_from or behind, not both")
-        outer = reachable_from or behind
+        outer = self._check_new_host(name, reachable_from, behind, listed=listed)
         extra = tuple((sshd_options or {}).items())
         if any(not k.isalpha() or "\n" in v or not v.strip() for k, v in extra):
             raise ValueError(f"sshd_options must be sshd_config keywords and values: {extra}")
-        if outer is not None and outer not in self._hosts:
-            raise ValueError(f"{outer!r} names no host of this lab")
         ca = None if trusted_user_ca is None else Path(trusted_user_ca).absolute()
         options = HostOptions(auth_methods, ca, host_certificate, outer)
         if options.needs_root and not self._isolated:
@@ -278,7 +278,7 @@ class Lab:
             index=self._host_count,
             directory=self.hosts_dir / name,
             account=self._require_account(),
-            authorized_keys=self.authorized_keys,
+            authorized_keys=authorized_keys or self.authorized_keys,
             options=options,
             isolated=self._isolated,
             outer=None if outer is None else self._hosts[outer],
@@ -302,6 +302,13 @@ class Lab:
         self._hosts[name] = host
         if reachable_from is not None:
             self._jumps[name] = reachable_from
+        if not listed and behind is not None:
+            self._unlisted.add(name)
+            login = self._hosts[behind]
+            self._undo.push(
+                f"remove /etc/netns/{login.netns}", lambda: remove_netns_etc(login.netns)
+            )
+            publish_node(host, login, self._require_account())
         self._write_client_files()
         logger.info("lab host %s ready at %s:%d", name, host.address, host.port)
         return host
@@ -327,8 +334,10 @@ class Lab:
     def add_slurm(self, login: str = "login", node: str = "node") -> SlurmCluster:
         """Start a single-node Slurm: a login host running slurmctld, a node behind it.
 
-        Both are lab hosts (`ssh_config` aliases `login` and `node`); the node is reachable
-        only from the login host, and is named `node` both to Slurm and in its own host name.
+        Both are lab hosts; `ssh_config` names only `login`, as a cluster user's does. The node
+        is reachable only from the login host, which alone resolves its name; its host keys are
+        in the user's `~/.ssh/known_hosts` on the login host (`add_host(listed=False)`). It is
+        named `node` to Slurm, in its own host name and on the login host.
         Every session on them has `SLURM_CONF` set, so `sbatch` & co. work as on a cluster.
 
         Returns:
@@ -345,11 +354,39 @@ class Lab:
             raise LabError(f"cannot start Slurm: {reason}")
         environment = {"SLURM_CONF": str(self.slurm_dir / "slurm.conf")}
         login_host = self.add_host(login, environment=environment)
-        node_host = self.add_host(node, behind=login, environment=environment)
+        node_host = self.add_host(node, behind=login, environment=environment, listed=False)
         cluster = start_slurm(self.slurm_dir, login=login_host, node=node_host)
         self._undo.push("stop slurm", cluster.stop)
         self._slurm = cluster
         return cluster
+
+    @property
+    def user_key(self) -> Path:
+        """A key pair in the user's `~/.ssh` on the hosts, made on first use: a cluster-internal
+        key (the client's ssh_config never names it). The private key's path.
+
+        Raises:
+            LabError: The lab is not open, or ssh-keygen failed.
+        """
+        path = self.home / ".ssh" / "id_ed25519"
+        return path if path.exists() else user_key(self._require_account(), path.name)
+
+    def _check_new_host(
+        self, name: str, reachable_from: str | None, behind: str | None, *, listed: bool
+    ) -> str | None:
+        """Refuse what `add_host` cannot do; returns the host this one sits behind, if any."""
+        if self._state is not _State.OPEN:
+            raise LabError(f"{self!r} is not open: add hosts inside `with Lab(workdir) as lab:`")
+        if not _HOST_NAME.fullmatch(name) or name in self._hosts:
+            raise ValueError(f"host name {name!r} is invalid or already used")
+        if reachable_from is not None and behind is not None:
+            raise ValueError("give reachable_from or behind, not both")
+        if not listed and behind is None:
+            raise ValueError("listed=False needs behind=")
+        outer = reachable_from or behind
+        if outer is not None and outer not in self._hosts:
+            raise ValueError(f"{outer!r} names no host of this lab")
+        return outer
 
     def _ensure_password(self) -> None:
         if self._password is None:
