@@ -95,6 +95,11 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         setup: Shell lines run first on the remote host, e.g. ``"module load python/3.11"``.
             These are shell code by design; every other string is treated as data.
         jupyter: The ``jupyter`` command or its path on the remote host.
+        login_shell: Run ``setup`` and Jupyter in the environment of a login: the user's login
+            shell started as a login shell (``/etc/profile``, ``/etc/profile.d`` where Lmod's
+            ``module`` and conda's hook live, the user's profile files). False runs them in a
+            plain ``/bin/sh`` instead. A login shell that is not POSIX (tcsh, fish) hands its
+            exported variables to ``/bin/sh``; see the HPC guide.
         ssh_config: SSH config file to read (default ``~/.ssh/config``).
         identity_file: A private key file to try first.
         password: A password for password authentication.
@@ -137,6 +142,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         conda_env: str | None = None,
         setup: Sequence[str] = (),
         jupyter: str = "jupyter",
+        login_shell: bool = True,
         ssh_config: ConfigPath | None = None,
         identity_file: ConfigPath | None = None,
         password: str | None = None,
@@ -165,7 +171,9 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         self._spec = LaunchSpec(
             host=host,
             app=app,
-            environment=Environment(workdir, venv, conda_env, tuple(setup), jupyter),
+            environment=Environment(
+                workdir, venv, conda_env, tuple(setup), jupyter, login_shell=login_shell
+            ),
             options=connect_options(
                 ssh_config=ssh_config,
                 identity_file=identity_file,

@@ -32,6 +32,7 @@ from typing import Any
 
 from .._deadline import Deadline
 from .._errors import LaunchError, RJupyterError
+from .._server._login import login_script
 from .._server._remote import RemoteServer
 from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
 from .._ssh._options import ConnectOptions
@@ -49,13 +50,22 @@ _STOP_RECONNECT = 10.0
 
 @dataclass(frozen=True)
 class Environment:
-    """The remote environment Jupyter runs in (user strings: data, except ``setup``)."""
+    """The remote environment Jupyter runs in (user strings: data, except ``setup``).
+
+    ``login_shell``: run in the user's login environment (see ``_server._login``), else in a
+    plain ``/bin/sh``.
+    """
 
     workdir: str | None = None
     venv: str | None = None
     conda_env: str | None = None
     setup: Sequence[str] = ()
     jupyter: str = "jupyter"
+    login_shell: bool = True
+
+    def wrap(self, script: str) -> str:
+        """``script`` as it is sent: in the login environment, unless ``login_shell`` is off."""
+        return login_script(script) if self.login_shell else script
 
     def script_args(self) -> dict[str, Any]:
         """Keyword arguments for the launch and batch script builders."""

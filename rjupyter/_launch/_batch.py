@@ -60,11 +60,15 @@ class BatchLauncher(Launcher):
             host=self.label,
             job_id=self._attach_job,
             options=spec.environment.described(),
+            wrap=spec.environment.wrap,
         )
         if self._attach_job is None:
             spec.step("launch", f"jupyter {spec.app} in a {system.name} job")
             script = system.batch_script(
-                app=spec.app, port=spec.pick_port(), **spec.environment.script_args()
+                app=spec.app,
+                port=spec.pick_port(),
+                **spec.environment.script_args(),
+                login_shell=spec.environment.login_shell,
             )
             job.submit(script)
         else:

@@ -56,7 +56,7 @@ class HostLauncher(Launcher):
 
     def _script(self, run_id: str) -> str:
         spec = self.spec
-        return build_script(
+        script = build_script(
             app=spec.app,
             port=spec.pick_port(),
             **spec.environment.script_args(),
@@ -64,6 +64,7 @@ class HostLauncher(Launcher):
             abandon=spec.abandon_timeout or 0,
             keep=spec.keep_running,
         )
+        return spec.environment.wrap(script)
 
     def reconnect(self, deadline: Deadline) -> SSHConnection:
         return self.spec.connect(deadline)

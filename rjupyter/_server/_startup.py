@@ -12,6 +12,7 @@ __all__ = [
     "ELSEWHERE_MARKER",
     "ERROR_MARKER",
     "EXIT_MARKER",
+    "NODE_MARKER",
     "PID_MARKER",
     "RUN_MARKER",
     "SHELL_MARKER",
@@ -30,6 +31,7 @@ EXIT_MARKER = "RJUPYTER-EXIT"  # the server ended, with this exit status
 ERROR_MARKER = "RJUPYTER-ERROR"  # the launch refused to go on, for this reason code
 STOPPED_MARKER = "RJUPYTER-STOPPED"  # the stop script finished
 ELSEWHERE_MARKER = "RJUPYTER-ELSEWHERE"  # the run dir belongs to this other host
+NODE_MARKER = "RJUPYTER-NODE"  # a batch job runs on this node (as the batch system names it)
 
 _URL_RE = re.compile(
     r"(?P<scheme>https?)://(?P<host>\[[^\]\s]+\]|[^\s/:?]+):(?P<port>\d+)"
@@ -90,15 +92,23 @@ class ServerInfo:
 
 
 class StartupParser:
-    """Reads the launch output line by line and collects PID, port, path and token."""
+    """Reads the launch output line by line and collects PID, port, path and token.
 
-    def __init__(self) -> None:
+    Args:
+        gated: Read no URL before the launch script's first marker (:data:`SHELL_MARKER`):
+            what a login shell's profiles print (banners, ``fortune``, a link with a token of
+            its own) comes before it and must not be taken for Jupyter's output.
+    """
+
+    def __init__(self, *, gated: bool = False) -> None:
+        self.started = not gated
         self.pid: int | None = None
         self.shell_pid: int | None = None
         self.run_dir: str | None = None
         self.runtime_file: str | None = None
         self.error_code: str | None = None
         self.exit_status: str | None = None
+        self.node = ""  # a batch job's node, as the batch system names it
         self.masked_url_seen = False
         self._url: tuple[int, str, str] | None = None
 
@@ -108,13 +118,16 @@ class StartupParser:
         marker, _, value = stripped.partition(" ")
         if marker in (PID_MARKER, SHELL_MARKER) and value.isdigit():
             setattr(self, "pid" if marker == PID_MARKER else "shell_pid", int(value))
+            self.started = True
         elif marker == RUN_MARKER and value:
             self.run_dir = value
         elif marker == EXIT_MARKER:
             self.exit_status = value or "unknown"
         elif marker == ERROR_MARKER:
             self.error_code = value or "unknown"
-        else:
+        elif marker == NODE_MARKER:
+            self.node = value
+        elif self.started:
             runtime = _RUNTIME_RE.search(stripped)
             if runtime is not None and self.runtime_file is None:
                 self.runtime_file = runtime.group("path") + ".json"
