@@ -36,7 +36,7 @@ from ._common import (
     timeout_of,
 )
 from ._forwards import FORWARD, Forward, forwards_from
-from ._profiles import IDLE_SECONDS, PORT, SLURM
+from ._profiles import IDLE_SECONDS, PORT
 from ._ui import Progress, StatusLine, count_kernels
 
 __all__ = ["attach", "completion", "list_command", "start", "stop", "tunnel"]
@@ -61,12 +61,6 @@ Examples:
     "--abandon-timeout",
     type=IDLE_SECONDS,
     help="Seconds without this command after which the server stops itself (0: never).",
-)
-@click.option(
-    "--slurm",
-    type=SLURM,
-    metavar="SBATCH_OPTIONS",
-    help="Run Jupyter in a Slurm job submitted on HOST (a login node) with these sbatch options.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
 @connection_options

@@ -25,6 +25,7 @@ from ._profiles import (
     HOST_KEY_POLICY,
     PORT,
     SECONDS,
+    SLURM,
     load_profile,
 )
 from ._ui import Progress, prompt_answers, prompt_passphrase
@@ -190,7 +191,8 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def environment_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """How the remote environment is entered: the same for start, run and exec."""
+    """How the remote environment is entered and where Jupyter runs (on HOST, or in a Slurm
+    job): the same for every command that starts Jupyter (start, run, exec)."""
     return apply(
         func,
         [
@@ -201,6 +203,19 @@ def environment_options(func: Callable[..., Any]) -> Callable[..., Any]:
             alias("--conda", "conda_env"),
             click.option("--setup", multiple=True, help="Shell line to run first (repeatable)."),
             click.option("--jupyter", help="The jupyter command or path on the remote host."),
+            click.option(
+                "--login-shell/--no-login-shell",
+                default=None,
+                help="Run setup lines and Jupyter in your login environment (default; "
+                "/etc/profile, module, conda) or in a plain /bin/sh.",
+            ),
+            click.option(
+                "--slurm",
+                type=SLURM,
+                metavar="SBATCH_OPTIONS",
+                help="Run Jupyter in a Slurm job submitted on HOST (a login node) with these "
+                "sbatch options.",
+            ),
         ],
     )
 
@@ -241,6 +256,7 @@ def notebook_for(
         conda_env=options.get("conda_env"),
         setup=tuple(options.get("setup", ())),
         jupyter=options.get("jupyter", "jupyter"),
+        login_shell=bool(options.get("login_shell", True)),
         keep_running=bool(options.get("keep_running")) and app is None,
         abandon_timeout=options.get("abandon_timeout", 1800.0),
         timeout=timeout_of(options, 60.0),
