@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import secrets
 
-from ._startup import ERROR_MARKER
+from ._startup import ERROR_MARKER, LOGIN_FAILED
 
-__all__ = ["LOGIN_FAILED", "POSIX_SHELLS", "login_script"]
+__all__ = ["POSIX_SHELLS", "login_script"]
 
 #: Login shells that run the script themselves (by the last component of their path).
 POSIX_SHELLS = (
     *("sh", "bash", "dash", "ash", "ksh", "ksh93", "mksh", "lksh", "pdksh", "oksh"),
     *("yash", "posh", "busybox"),
 )
-#: The reason code the wrapper prints when the login shell did not hand over its environment.
-LOGIN_FAILED = "login-shell"
 
 #: Reads the script from fd 3, closes it (nothing started later inherits it), gives the script
 #: back the stdin it was sent with (kept on fd 4 while the profiles ran on /dev/null), defines

@@ -120,7 +120,7 @@ class RemoteServer:
         self._end_told = threading.Event()
         self._host = host
         self._options = options or {}
-        self._parser = StartupParser(gated=True)
+        self._parser = StartupParser(gated=info is None)  # a launch: profiles print first
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._found = threading.Event()
         self._channel: paramiko.Channel | None = None

@@ -12,6 +12,7 @@ __all__ = [
     "ELSEWHERE_MARKER",
     "ERROR_MARKER",
     "EXIT_MARKER",
+    "LOGIN_FAILED",
     "NODE_MARKER",
     "PID_MARKER",
     "RUN_MARKER",
@@ -31,6 +32,9 @@ EXIT_MARKER = "RJUPYTER-EXIT"  # the server ended, with this exit status
 ERROR_MARKER = "RJUPYTER-ERROR"  # the launch refused to go on, for this reason code
 STOPPED_MARKER = "RJUPYTER-STOPPED"  # the stop script finished
 ELSEWHERE_MARKER = "RJUPYTER-ELSEWHERE"  # the run dir belongs to this other host
+#: The reason code the login wrapper prints when the login shell did not hand over its
+#: environment (see ``_login``), before the launch script's first marker.
+LOGIN_FAILED = "login-shell"
 NODE_MARKER = "RJUPYTER-NODE"  # a batch job runs on this node (as the batch system names it)
 
 _URL_RE = re.compile(
@@ -95,9 +99,11 @@ class StartupParser:
     """Reads the launch output line by line and collects PID, port, path and token.
 
     Args:
-        gated: Read no URL before the launch script's first marker (:data:`SHELL_MARKER`):
-            what a login shell's profiles print (banners, ``fortune``, a link with a token of
-            its own) comes before it and must not be taken for Jupyter's output.
+        gated: Read nothing before the launch script's first marker (:data:`SHELL_MARKER`)
+            but that marker and the login wrapper's own failure (:data:`LOGIN_FAILED`): what a
+            login shell's profiles print (banners, ``fortune``, a link with a token of its
+            own, even a line that looks like a marker) comes before it and must not be taken
+            for the launch's output.
     """
 
     def __init__(self, *, gated: bool = False) -> None:
@@ -116,6 +122,10 @@ class StartupParser:
         """Take one line; return the server's facts once both PID and token URL were seen."""
         stripped = line.strip()
         marker, _, value = stripped.partition(" ")
+        if not self.started and not (marker == SHELL_MARKER and value.isdigit()):
+            if marker == ERROR_MARKER and value == LOGIN_FAILED:
+                self.error_code = value
+            return None
         if marker in (PID_MARKER, SHELL_MARKER) and value.isdigit():
             setattr(self, "pid" if marker == PID_MARKER else "shell_pid", int(value))
             self.started = True
@@ -127,7 +137,7 @@ class StartupParser:
             self.error_code = value or "unknown"
         elif marker == NODE_MARKER:
             self.node = value
-        elif self.started:
+        else:
             runtime = _RUNTIME_RE.search(stripped)
             if runtime is not None and self.runtime_file is None:
                 self.runtime_file = runtime.group("path") + ".json"
