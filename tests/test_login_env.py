@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_example
 
 from rjupyter import LaunchError, RemoteNotebook, Slurm
 from rjupyter.testing import Lab, LabHost
@@ -170,3 +171,20 @@ def test_a_slurm_job_runs_in_the_login_environment_too(
         assert (module, profile) == ("loaded", "sh")
         assert job_id == nb.server.job_id
     assert cluster.jobs() == []
+
+
+def test_login_env_example(lab: Lab, remote: LabHost, home: Callable[[str, str], None]) -> None:
+    home(".profile", PROFILE)
+    common = ["--venv", lab.jupyter_venv, "-F", str(lab.ssh_config)]
+    shown = ["--show", "RJ_MODULE", "--show", "RJ_PROFILE"]
+    module = ["--setup", "module load rjtest"]
+    result = run_example("login_env.py", remote.name, *module, *shown, *common)
+    assert result.returncode == 0, result.stderr
+    assert "RJ_MODULE=loaded\nRJ_PROFILE=sh\n" in result.stdout
+    assert "job=(none)" in result.stdout
+    plain = run_example("login_env.py", remote.name, "--no-login-shell", *shown, *common)
+    assert plain.returncode == 0, plain.stderr
+    assert "RJ_MODULE=(unset)\nRJ_PROFILE=(unset)\n" in plain.stdout
+    failed = run_example("login_env.py", remote.name, "--no-login-shell", *module, *common)
+    assert failed.returncode == 1
+    assert "setup line 1 (module ...) failed" in failed.stderr

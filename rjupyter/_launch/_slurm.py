@@ -165,7 +165,9 @@ class Slurm(Scheduler):
         extra: More ``sbatch`` arguments, one per item, e.g. ``["--constraint=a100"]``.
         queue_timeout: Seconds to wait while the job is queued; None (default) waits until
             it starts (Ctrl-C cancels the job).
-        poll: Seconds between looks at the job's state.
+        poll: Seconds between looks at the job's state: by the script on the login node that
+            follows the job until Jupyter is ready (the output file is followed as it grows,
+            with no wait), then from here while the notebook runs (every two ``poll``).
 
     Raises:
         ValueError: An option is malformed (``time``, ``cpus``, a value with a newline ...).
