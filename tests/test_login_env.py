@@ -26,8 +26,12 @@ from rjupyter.testing._slurm import slurm_available
 LMOD_INIT = Path("/etc/profile.d/lmod.sh")
 TCSH = shutil.which("tcsh")
 FISH = shutil.which("fish")
+ZSH = shutil.which("zsh")
 #: The lab user's profile files that a test may write (removed again after it).
-DOTFILES = (".profile", ".bash_profile", ".login", ".tcshrc", ".config/fish/config.fish")
+DOTFILES = (
+    *(".profile", ".bash_profile", ".login", ".tcshrc", ".zprofile"),
+    ".config/fish/config.fish",
+)
 #: What the kernel reports: the module's variable, the profile's, the job (if any).
 PROBE = (
     "import os; print(os.environ.get('RJ_MODULE'), os.environ.get('RJ_PROFILE'), "
@@ -155,6 +159,19 @@ def test_a_fish_user_gets_the_variables_of_a_fish_login(
     login_shell(lab, FISH)
     with RemoteNotebook(remote.name, **nb_options) as nb:
         assert probe(nb) == ["None", "fish", "None"]
+
+
+@pytest.mark.skipif(ZSH is None, reason="zsh is not installed (./dev installs it)")
+def test_a_zsh_user_runs_the_script_in_zsh_as_sh(
+    lab: Lab, remote: LabHost, home: Callable[[str, str], None], nb_options: dict[str, Any]
+) -> None:
+    assert ZSH is not None
+    home(".zprofile", "export RJ_PROFILE=zsh\necho 'zsh says hi'\n")
+    login_shell(lab, ZSH)
+    # The launch's word splitting and process records work in zsh's sh emulation.
+    with RemoteNotebook(remote.name, **nb_options) as nb:
+        assert probe(nb) == ["None", "zsh", "None"]
+        assert nb.server.pid is not None
 
 
 def test_a_slurm_job_runs_in_the_login_environment_too(
