@@ -188,18 +188,10 @@ class BatchJob:
         self._parser, self._lines = StartupParser(gated=True), collections.deque(maxlen=_TAIL_LINES)
         queued = Deadline(queue_timeout) if queue_timeout else None
         running: Deadline | None = None
-        said = ""
         try:
             while True:
                 for line in stream.read(_FOLLOW_WAIT):
-                    if mark not in line:
-                        self._take_output(line)
-                        continue
-                    self.status = system.parse_status(self.job_id, line.split(mark, 1)[1])
-                    if self.status.describe() != said:
-                        said = self.status.describe()
-                        progress("queue", said)
-                    self._raise_if_failed(self.status)
+                    self._take_event(line, mark, progress)
                 status = self.status or JobStatus(self.job_id, "UNKNOWN", active=True)
                 self._raise_if_failed(status)
                 info, node = self._parser.info, self._parser.node or status.node
@@ -216,9 +208,28 @@ class BatchJob:
                     raise self._error(status, f"still queued after {queue_timeout:.0f} s")
                 if stream.ended:
                     self._raise_if_failed(self.look())
-                    raise self._error(status, "stopped being followed (the follow ended)")
+                    raise self._error(
+                        status, "could not be followed: the follow on the login node ended early"
+                    )
         finally:
             stream.close()
+
+    def _take_event(self, line: str, mark: str, progress: Callable[[str, str], None]) -> None:
+        """One line of the follow: the job's state after ``mark`` (told to ``progress`` when it
+        changed), else a line of the job's output file.
+
+        Raises:
+            JobError: The job ended, or Jupyter failed in it.
+        """
+        assert self.job_id is not None
+        if mark not in line:
+            self._take_output(line)
+            return
+        said = self.status.describe() if self.status is not None else ""
+        status = self.status = self._system.parse_status(self.job_id, line.split(mark, 1)[1])
+        if status.describe() != said:
+            progress("queue", status.describe())
+        self._raise_if_failed(status)
 
     def _take_output(self, line: str) -> None:
         """One line of the job's output file, as the follow saw it."""
