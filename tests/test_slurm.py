@@ -97,13 +97,16 @@ def test_notebook_runs_in_a_job_on_the_node(
     assert ("node", cluster.node_name) in steps
 
 
+@pytest.mark.parametrize("login_shell", [True, False])
 def test_ready_is_followed_as_events_not_at_the_poll_period(
-    cluster: SlurmCluster, job_options: dict[str, Any]
+    cluster: SlurmCluster, job_options: dict[str, Any], login_shell: bool
 ) -> None:
     # With a state look only every 60 s, a launch that waited for looks would take a minute;
     # the job's output file is followed as it grows, so Jupyter's URL is seen when printed.
     began = time.monotonic()
-    with RemoteNotebook("login", scheduler=Slurm(time="5", poll=60), **job_options) as nb:
+    with RemoteNotebook(
+        "login", scheduler=Slurm(time="5", poll=60), login_shell=login_shell, **job_options
+    ) as nb:
         took = time.monotonic() - began
         assert http(nb.url)[0] == 200
     logger.info("slurm: ready in %.1f s with poll=60", took)

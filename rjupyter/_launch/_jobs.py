@@ -18,6 +18,7 @@ from collections.abc import Callable
 from .._deadline import Deadline
 from .._errors import JobError, RJupyterError
 from .._server._remote import failure_reason
+from .._server._scripts import whole
 from .._server._startup import ServerInfo, StartupParser, redact
 from .._ssh._connection import ConnectionSlot
 from ._follow import LineStream
@@ -179,7 +180,9 @@ class BatchJob:
         system, mark = self._system, f"RJUPYTER-STATE-{secrets.token_hex(6)}"
         every = max(1, round(poll / system.follow_step))
         channel = self._slot.current.stream(
-            self._wrap(system.follow_script),
+            # Whole: the follow reads its stdin (to see the channel close), and bash reads a
+            # script on stdin byte by byte.
+            self._wrap(whole([system.follow_script])),
             [self.job_id, mark, str(every)],
             timeout=15.0,
             hold_stdin=True,
