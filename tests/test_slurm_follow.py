@@ -110,7 +110,8 @@ def test_the_follow_ends_with_the_job(shell: str, tmp_path: Path) -> None:
         lines = [follow.line(timeout=10)]
         while not lines[-1].startswith(MARK):
             lines.append(follow.line(timeout=10))
-        assert "RJUPYTER-EXIT 1" in lines, "the job's last lines come before its last state"
+        # The job's last lines come first as a rule (the follow gives its follower 0.3 s); under
+        # load they may not, and rjupyter then reads the file's end once more (BatchJob).
         assert parse_job("7", lines[-1].split(MARK, 1)[1]).state == "FAILED"
         assert follow.process.wait(5) == 0
     finally:

@@ -232,6 +232,12 @@ class BatchJob:
         status = self.status = self._system.parse_status(self.job_id, line.split(mark, 1)[1])
         if status.describe() != said:
             progress("queue", status.describe())
+        if not status.active:
+            # Its last lines (why it failed) may still be on their way: read the file's end.
+            output = self._tail
+            self.look()
+            self._tail = self._tail or output
+            status = self.status = dataclasses.replace(self.status, state=status.state)
         self._raise_if_failed(status)
 
     def _take_output(self, line: str) -> None:
