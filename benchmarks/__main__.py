@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--repeat N] [--plot FILE.png] [--check]``: see the package docstring."""
+"""``python -m benchmarks [--repeat N] [--plot FILE.png] [--check] [--slurm]``: see the package
+docstring."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rjupyter.testing import Lab
 
 from ._report import render_table, write_plot
 from ._rows import MiB
+from ._slurm import slurm_rows
 from ._suite import check, measure
 from ._tools import TOOLS
 
@@ -43,8 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tools", default=",".join(TOOLS), help="comma-separated tools for --check"
     )
+    parser.add_argument(
+        "--slurm", action="store_true", help="only the Slurm row: submit to ready vs bare sbatch"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rjupyter-bench-") as workdir, Lab(workdir) as lab:
+        if args.slurm:
+            rows, samples = slurm_rows(lab, args.repeat)
+            print(f"machine: {machine()}; medians of {args.repeat} runs, alternating")
+            print(render_table(rows))
+            for name, values in samples.items():
+                print(f"{name}: " + ", ".join(f"{value:.2f}" for value in values) + " s")
+            return 0
         remote = lab.add_host("remote")
         if args.check:
             tools = tuple(args.tools.split(","))

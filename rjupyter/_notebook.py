@@ -21,9 +21,16 @@ from ._forward._forwards import Forward
 from ._handle import ServerHandle
 from ._jupyter._automation import NotebookAutomation
 from ._jupyter._redirect import BrowserRedirect
-from ._launch import AttachTarget, Environment, LaunchSpec, Scheduler, attach_target, launcher_for
+from ._launch import (
+    AttachTarget,
+    Environment,
+    LaunchSpec,
+    Scheduler,
+    attach_target,
+    check_arguments,
+    launcher_for,
+)
 from ._lifecycle import ClosingContext, add_note, first_of
-from ._server._scripts import APPS
 from ._server._startup import ServerInfo
 from ._session import Session
 from ._signals import SigtermHold
@@ -49,24 +56,6 @@ class _State(enum.Enum):
     STARTING = "starting"
     RUNNING = "running"
     CLOSED = "closed"
-
-
-def _check(app: str, ports: dict[str, int | None], setup: Sequence[str]) -> None:
-    """Raise ValueError/TypeError for a malformed app, port or setup."""
-    if app not in APPS:
-        raise ValueError(f"app must be one of {', '.join(APPS)}; got {app!r}")
-    for name, port in ports.items():
-        if port is not None and not 0 < port < 65536:
-            raise ValueError(f"{name} must be in 1..65535; got {port}")
-    if isinstance(setup, str):
-        raise TypeError("setup takes a sequence of shell lines, not one string")
-
-
-def _check_positive(**values: float) -> None:
-    """Raise ValueError for a value that is not positive."""
-    for name, value in values.items():
-        if value <= 0:
-            raise ValueError(f"{name} must be positive; got {value}")
 
 
 class RemoteNotebook(NotebookAutomation, ClosingContext):
@@ -100,6 +89,11 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         setup: Shell lines run first on the remote host, e.g. ``"module load python/3.11"``.
             These are shell code by design; every other string is treated as data.
         jupyter: The ``jupyter`` command or its path on the remote host.
+        login_shell: Run ``setup`` and Jupyter in the environment of a login: the user's login
+            shell started as a login shell (``/etc/profile``, ``/etc/profile.d`` where Lmod's
+            ``module`` and conda's hook live, the user's profile files). False runs them in a
+            plain ``/bin/sh`` instead. A login shell that is not POSIX (tcsh, fish) hands its
+            exported variables to ``/bin/sh``; see the HPC guide.
         ssh_config: SSH config file to read (default ``~/.ssh/config``).
         identity_file: A private key file to try first.
         password: A password for password authentication.
@@ -143,6 +137,7 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         conda_env: str | None = None,
         setup: Sequence[str] = (),
         jupyter: str = "jupyter",
+        login_shell: bool = True,
         ssh_config: ConfigPath | None = None,
         identity_file: ConfigPath | None = None,
         password: str | None = None,
@@ -158,10 +153,13 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         progress: ProgressCallback | None = None,
         scheduler: Scheduler | None = None,
     ) -> None:
-        _check(app, {"remote_port": remote_port, "local_port": local_port}, setup)
-        if unix_socket and remote_port is not None:
-            raise ValueError("remote_port= is a TCP port: give it or unix_socket=True, not both")
-        _check_positive(timeout=timeout, reconnect_timeout=reconnect_timeout)
+        check_arguments(
+            app,
+            {"remote_port": remote_port, "local_port": local_port},
+            setup,
+            unix_socket=unix_socket,
+            positive={"timeout": timeout, "reconnect_timeout": reconnect_timeout},
+        )
         self.host = host
         self.app = app
         self.timeout = timeout
@@ -173,7 +171,9 @@ class RemoteNotebook(NotebookAutomation, ClosingContext):
         self._spec = LaunchSpec(
             host=host,
             app=app,
-            environment=Environment(workdir, venv, conda_env, tuple(setup), jupyter),
+            environment=Environment(
+                workdir, venv, conda_env, tuple(setup), jupyter, login_shell=login_shell
+            ),
             options=connect_options(
                 ssh_config=ssh_config,
                 identity_file=identity_file,

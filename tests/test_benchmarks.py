@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks._report import Result, render_table
+from benchmarks._slurm import ROW
 from benchmarks._suite import check
 from rjupyter.testing import Lab, LabHost
 
@@ -46,3 +47,11 @@ def test_the_table_shows_ratios_and_verdicts() -> None:
     assert "1.30x |  | <= 1.15x | NOT met |" in table[4]
     assert table[5].endswith("| 0.80x | 56.00x | <= 1.5x | NOT met |")  # rjupyter failed one
     assert "nan" not in table[6]
+
+
+def test_the_slurm_row_is_held_to_its_target() -> None:
+    met = Result(ROW, "s", {"rjupyter": 3.2, "bare sbatch": 3.0}, reference="bare sbatch")
+    missed = Result(ROW, "s", {"rjupyter": 4.1, "bare sbatch": 3.0}, reference="bare sbatch")
+    table = render_table([met, missed]).splitlines()
+    assert "| 3.2 | 3 (bare sbatch) |  | 1.07x |  | <= 1.15x | met |" in table[2]
+    assert table[3].endswith("| 1.37x |  | <= 1.15x | NOT met |")

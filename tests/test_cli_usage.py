@@ -3,6 +3,7 @@ errors in CLI terms, global flags anywhere, old spellings, strict profiles, comp
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -13,8 +14,11 @@ import click
 import pytest
 from rich.console import Console
 
+from rjupyter import Slurm
+from rjupyter._cli._common import cli, merge, notebook_for
 from rjupyter._cli._forwards import FORWARD, Forward
-from rjupyter._cli._ui import StatusLine, printable
+from rjupyter._cli._main import main
+from rjupyter._cli._ui import Progress, StatusLine, printable
 
 RJUPYTER = str(Path(sys.executable).with_name("rjupyter"))
 REFUSED = "nobody@127.0.0.1:2"  # nothing listens on port 2: a connection failure
@@ -230,3 +234,35 @@ def test_server_text_is_printed_without_control_characters() -> None:
     assert printable(hostile) == "Pass[2J]0;ownedword: "
     assert printable("line one\nline two\tx", keep_newlines=True) == "line one\nline two x"
     assert printable("a\nb") == "ab"
+
+
+#: Commands that never start Jupyter (they reach a running one, forward ports, or list/stop):
+#: a new command goes here only deliberately; every other command starts Jupyter and must take
+#: the environment options, ``--slurm`` and ``--login-shell`` among them.
+NEVER_START_JUPYTER = {"tunnel", "attach", "list", "stop", "completion"}
+
+
+def test_every_command_that_starts_jupyter_takes_slurm_and_login_shell(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main is not None  # importing it registers every command
+    starting = {name for name in cli.commands if name not in NEVER_START_JUPYTER}
+    assert {"start", "run", "exec"} <= starting
+    for name in sorted(starting):
+        params = {param.name for param in cli.commands[name].params}
+        assert {"slurm", "login_shell", "setup", "venv"} <= params, name
+    # A profile's `slurm =` and the flag both reach the notebook (the flag wins).
+    profile = tmp_path / "config.toml"
+    profile.write_text('[hosts.login]\nslurm = "--time=10"\nlogin_shell = false\n')
+    monkeypatch.setenv("RJUPYTER_CONFIG", str(profile))
+    progress = Progress(Console(file=io.StringIO()), quiet=True)
+    for flags, expected in (({}, ("--time=10",)), ({"slurm": Slurm(time="5")}, ())):
+        notebook = notebook_for("login", merge("login", flags), progress, app="server")
+        scheduler = notebook._scheduler
+        assert isinstance(scheduler, Slurm)
+        assert scheduler.extra == expected
+        assert notebook._spec.environment.login_shell is False
+    for name in sorted(starting):
+        result = run([name, "--help"], env)
+        assert "--slurm SBATCH_OPTIONS" in result.stdout, name
+        assert "--no-login-shell" in result.stdout, name

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 from helpers import http, keygen, run_example, run_in_kernel, wait_for
 
@@ -129,6 +130,23 @@ def test_notebook_runs_in_a_job_on_the_node(
     # user and key, its host key found in the user's known_hosts on the login host.
     assert paths_seen(caplog) == ["direct hop through login"]
     assert "found in the known hosts of login" in caplog.text
+
+
+@pytest.mark.parametrize("login_shell", [True, False])
+def test_ready_is_followed_as_events_not_at_the_poll_period(
+    cluster: SlurmCluster, job_options: dict[str, Any], login_shell: bool
+) -> None:
+    # With a state look only every 60 s, a launch that waited for looks would take a minute;
+    # the job's output file is followed as it grows, so Jupyter's URL is seen when printed.
+    began = time.monotonic()
+    with RemoteNotebook(
+        "login", scheduler=Slurm(time="5", poll=60), login_shell=login_shell, **job_options
+    ) as nb:
+        took = time.monotonic() - began
+        assert http(nb.url)[0] == 200
+    logger.info("slurm: ready in %.1f s with poll=60", took)
+    assert took < 30
+    assert cluster.jobs() == []
 
 
 def test_pending_job_shows_its_queue_state_and_ctrl_c_cancels_it(
@@ -346,6 +364,51 @@ def test_node_host_key_policy_never_weakens_the_login_hosts_check(
     assert caught.value.host == "login"
     assert not unknown.exists()  # nothing accepted for the login host
     assert cluster.jobs() == []
+
+
+_WHERE = "import os, socket; print('ran-in', os.environ.get('SLURM_JOB_ID'), socket.gethostname())"
+
+
+def test_cli_run_and_exec_run_in_a_job_by_flag_and_by_profile(
+    tmp_path: Path, lab: Lab, cluster: SlurmCluster, job_options: dict[str, Any]
+) -> None:
+    rjupyter = str(Path(sys.executable).with_name("rjupyter"))
+    env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
+    notebook = tmp_path / "where.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(_WHERE)]), notebook)
+    with_slurm = tmp_path / "slurm.toml"
+    with_slurm.write_text(f'[hosts.login]\nvenv = "{lab.jupyter_venv}"\nslurm = "--time=10"\n')
+    without = tmp_path / "plain.toml"
+    without.write_text(f'[hosts.login]\nvenv = "{lab.jupyter_venv}"\n')
+    flag = ["--slurm", "--time=10 --job-name=from-flag"]
+    output = tmp_path / "where.out.ipynb"
+    commands = {
+        "exec": ["-c", _WHERE],
+        "run": [str(notebook), "-o", str(output)],
+    }
+    for command, args in commands.items():
+        for profile, extra in ((with_slurm, []), (without, flag)):
+            began = time.monotonic()
+            result = subprocess.run(
+                [rjupyter, command, "login", "-F", str(lab.ssh_config), *args, *extra],
+                capture_output=True,
+                text=True,
+                env={**env, "RJUPYTER_CONFIG": str(profile)},
+                stdin=subprocess.DEVNULL,
+                timeout=120,
+                check=False,
+            )
+            logger.info("slurm: %s %s took %.1f s", command, extra, time.monotonic() - began)
+            assert result.returncode == 0, result.stdout + result.stderr
+            if command == "run":
+                cell = nbformat.read(output, as_version=4).cells[0]
+                printed = "".join(out.get("text", "") for out in cell.outputs)
+            else:
+                printed = result.stdout
+            word, job_id, host = printed.split()
+            assert (word, host) == ("ran-in", cluster.node_name), printed
+            assert job_id.isdigit()
+            assert cluster.jobs() == []
 
 
 def test_parse_job_reads_the_queue_position() -> None:

@@ -37,7 +37,7 @@ from ._common import (
     timeout_of,
 )
 from ._forwards import FORWARD, Forward, forward_option, forwards_from
-from ._profiles import IDLE_SECONDS, NODE_HOST_KEY_POLICY, PORT, SLURM
+from ._profiles import IDLE_SECONDS, PORT
 from ._ui import Progress, StatusLine, count_kernels
 
 __all__ = ["attach", "completion", "list_command", "start", "stop", "tunnel"]
@@ -63,24 +63,6 @@ Examples:
     "--abandon-timeout",
     type=IDLE_SECONDS,
     help="Seconds without this command after which the server stops itself (0: never).",
-)
-@click.option(
-    "--slurm",
-    type=SLURM,
-    metavar="SBATCH_OPTIONS",
-    help="Run Jupyter in a Slurm job submitted on HOST (a login node) with these sbatch options.",
-)
-@click.option(
-    "--tcp",
-    is_flag=True,
-    default=None,
-    help="Jupyter on a TCP port of HOST's loopback, not on a private Unix socket.",
-)
-@click.option(
-    "--node-host-key-policy",
-    type=NODE_HOST_KEY_POLICY,
-    help="With --slurm: a compute node key neither known_hosts nor the login node knows: "
-    "reject (default) or accept-new. Never changes the login node's check.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then keep running.")
 @forward_option

@@ -24,8 +24,10 @@ from ._profiles import (
     APP,
     EXCLUSIVE_KEYS,
     HOST_KEY_POLICY,
+    NODE_HOST_KEY_POLICY,
     PORT,
     SECONDS,
+    SLURM,
     load_profile,
 )
 from ._ui import Progress, prompt_answers, prompt_passphrase
@@ -191,7 +193,8 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def environment_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """How the remote environment is entered: the same for start, run and exec."""
+    """How the remote environment is entered and where Jupyter runs (on HOST, or in a Slurm
+    job): the same for every command that starts Jupyter (start, run, exec)."""
     return apply(
         func,
         [
@@ -202,6 +205,31 @@ def environment_options(func: Callable[..., Any]) -> Callable[..., Any]:
             alias("--conda", "conda_env"),
             click.option("--setup", multiple=True, help="Shell line to run first (repeatable)."),
             click.option("--jupyter", help="The jupyter command or path on the remote host."),
+            click.option(
+                "--login-shell/--no-login-shell",
+                default=None,
+                help="Run setup lines and Jupyter in your login environment (default; "
+                "/etc/profile, module, conda) or in a plain /bin/sh.",
+            ),
+            click.option(
+                "--slurm",
+                type=SLURM,
+                metavar="SBATCH_OPTIONS",
+                help="Run Jupyter in a Slurm job submitted on HOST (a login node) with these "
+                "sbatch options.",
+            ),
+            click.option(
+                "--node-host-key-policy",
+                type=NODE_HOST_KEY_POLICY,
+                help="With --slurm: a compute node key neither known_hosts nor the login node "
+                "knows: reject (default) or accept-new. Never changes the login node's check.",
+            ),
+            click.option(
+                "--tcp",
+                is_flag=True,
+                default=None,
+                help="Jupyter on a TCP port of HOST's loopback, not on a private Unix socket.",
+            ),
         ],
     )
 
@@ -246,6 +274,7 @@ def notebook_for(
         conda_env=options.get("conda_env"),
         setup=tuple(options.get("setup", ())),
         jupyter=options.get("jupyter", "jupyter"),
+        login_shell=bool(options.get("login_shell", True)),
         keep_running=bool(options.get("keep_running")) and app is None,
         abandon_timeout=options.get("abandon_timeout", 1800.0),
         timeout=timeout_of(options, 60.0),

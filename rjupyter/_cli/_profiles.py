@@ -105,6 +105,7 @@ PROFILE_KEYS: dict[str, tuple[type | tuple[type, ...], click.ParamType[Any, Any]
     "conda_env": (str, None),
     "setup": (list, _Lines()),
     "jupyter": (str, None),
+    "login_shell": (bool, None),
     "keep_running": (bool, None),
     "open": (bool, None),
     "ssh_config": (str, None),

@@ -37,7 +37,7 @@ from ._ui import Progress
 __all__ = ["exec_command", "run"]
 
 #: With --attach the server's environment is already set: these options cannot apply.
-_ENVIRONMENT = ("venv", "conda_env", "setup", "jupyter")
+_ENVIRONMENT = ("venv", "conda_env", "setup", "jupyter", "login_shell", "slurm")
 _EXCLUSIVE = [*[("attach", option) for option in _ENVIRONMENT], ("venv", "conda_env")]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._base import Environment, Launcher, LaunchSpec
+from ._base import Environment, Launcher, LaunchSpec, check_arguments
 from ._batch import BatchLauncher
 from ._host import HostLauncher
 from ._scheduler import Scheduler
@@ -20,6 +20,7 @@ __all__ = [
     "Launcher",
     "Scheduler",
     "attach_target",
+    "check_arguments",
     "launcher_for",
 ]
 

@@ -33,7 +33,9 @@ from typing import Any
 
 from .._deadline import Deadline
 from .._errors import LaunchError, RJupyterError
+from .._server._login import login_script
 from .._server._remote import RemoteServer
+from .._server._scripts import APPS
 from .._ssh._connection import ConnectionSlot, SSHConnection, open_connection
 from .._ssh._options import ConnectOptions
 
@@ -43,6 +45,7 @@ __all__ = [
     "Environment",
     "LaunchSpec",
     "Launcher",
+    "check_arguments",
     "socket_forwarded",
 ]
 
@@ -64,13 +67,22 @@ _STOP_RECONNECT = 10.0
 
 @dataclass(frozen=True)
 class Environment:
-    """The remote environment Jupyter runs in (user strings: data, except ``setup``)."""
+    """The remote environment Jupyter runs in (user strings: data, except ``setup``).
+
+    ``login_shell``: run in the user's login environment (see ``_server._login``), else in a
+    plain ``/bin/sh``.
+    """
 
     workdir: str | None = None
     venv: str | None = None
     conda_env: str | None = None
     setup: Sequence[str] = ()
     jupyter: str = "jupyter"
+    login_shell: bool = True
+
+    def wrap(self, script: str) -> str:
+        """``script`` as it is sent: in the login environment, unless ``login_shell`` is off."""
+        return login_script(script) if self.login_shell else script
 
     def script_args(self) -> dict[str, Any]:
         """Keyword arguments for the launch and batch script builders."""
@@ -310,3 +322,26 @@ class Launcher(abc.ABC):
         if not slot.current.is_active:
             slot.swap(self.spec.connect(Deadline(_STOP_RECONNECT), host, hop=hop))
         return slot
+
+
+def check_arguments(
+    app: str,
+    ports: dict[str, int | None],
+    setup: Sequence[str],
+    *,
+    unix_socket: bool | None,
+    positive: dict[str, float],
+) -> None:
+    """Raise ValueError/TypeError for a malformed app, port, setup or timeout of a launch."""
+    if app not in APPS:
+        raise ValueError(f"app must be one of {', '.join(APPS)}; got {app!r}")
+    for name, port in ports.items():
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"{name} must be in 1..65535; got {port}")
+    if isinstance(setup, str):
+        raise TypeError("setup takes a sequence of shell lines, not one string")
+    if unix_socket and ports.get("remote_port") is not None:
+        raise ValueError("remote_port= is a TCP port: give it or unix_socket=True, not both")
+    for name, value in positive.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be positive; got {value}")

@@ -83,6 +83,7 @@ class BatchLauncher(Launcher):
             host=self.label,
             job_id=self._attach_job,
             options=spec.environment.described(),
+            wrap=spec.environment.wrap,
         )
         if self._attach_job is None:
             spec.step("launch", f"jupyter {spec.app} in a {system.name} job")
@@ -91,6 +92,7 @@ class BatchLauncher(Launcher):
                 port=spec.pick_port(),
                 **spec.environment.script_args(),
                 unix_socket=unix_socket,
+                login_shell=spec.environment.login_shell,
             )
             job.submit(script)
         else:

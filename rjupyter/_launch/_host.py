@@ -77,7 +77,7 @@ class HostLauncher(Launcher):
 
     def _script(self, run_id: str, *, unix_socket: bool) -> str:
         spec = self.spec
-        return build_script(
+        script = build_script(
             app=spec.app,
             port=spec.pick_port(),
             **spec.environment.script_args(),
@@ -86,6 +86,7 @@ class HostLauncher(Launcher):
             keep=spec.keep_running,
             unix_socket=unix_socket,
         )
+        return spec.environment.wrap(script)
 
     def reconnect(self, deadline: Deadline) -> SSHConnection:
         return self.spec.connect(deadline)

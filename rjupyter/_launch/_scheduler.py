@@ -75,6 +75,11 @@ class Scheduler(abc.ABC):
         queue_timeout: Seconds to wait while queued; None waits until the job starts.
         poll_script: Args: job id. Prints the state line(s), :data:`OUTPUT_MARKER`, then the
             tail of the job's output file.
+        follow_script: Args: job id, an event mark, how many ``follow_step`` s between
+            looks at the job's state. Prints the job's output file as it grows and, after the
+            mark, the job's state line at each change; ends once the job did, or when its
+            stdin closes.
+        follow_step: Seconds of one step of the follow script.
         cancel_script: Args: job id. Cancels the job (one already ended is fine).
         named_script: Args: job name. Prints the ids of the user's jobs of that name.
         ended_reasons: For a final state, what happened, in words.
@@ -87,6 +92,8 @@ class Scheduler(abc.ABC):
     poll: float
     queue_timeout: float | None
     poll_script: str
+    follow_script: str
+    follow_step: float
     cancel_script: str
     named_script: str
     ended_reasons: Mapping[str, str]
@@ -104,9 +111,12 @@ class Scheduler(abc.ABC):
         setup: Sequence[str],
         jupyter: str,
         unix_socket: bool = False,
+        login_shell: bool = True,
     ) -> str:
-        """The job script: enter the environment, run Jupyter on the node's loopback (or, with
-        ``unix_socket``, on a socket in a private directory of the node), wait."""
+        """The job script: enter the environment (the user's login environment, with
+        ``login_shell``), run Jupyter on the node's loopback (or, with ``unix_socket``, on a
+        socket in a private directory of the node), print the node's name after
+        ``NODE_MARKER``, wait."""
 
     @abc.abstractmethod
     def submit_script(self, batch_script: str, name: str) -> str:

@@ -15,19 +15,23 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .._server._login import login_script
 from .._server._scripts import (
     STATE_DIR,
     environment_lines,
     preamble_lines,
     server_command,
     socket_lines,
+    whole,
 )
-from .._server._startup import EXIT_MARKER, PID_MARKER
+from .._server._startup import EXIT_MARKER, NODE_MARKER, PID_MARKER
 from ._scheduler import OUTPUT_MARKER, JobStatus, Scheduler
 
 __all__ = [
     "ACTIVE_STATES",
     "CANCEL_SCRIPT",
+    "FOLLOW_SCRIPT",
+    "FOLLOW_STEP",
     "NAMED_SCRIPT",
     "POLL_SCRIPT",
     "Slurm",
@@ -61,6 +65,60 @@ esac
 printf '%s\\n' {OUTPUT_MARKER}
 out=$(printf '%s\\n' "$line" | sed -n 's/.* StdOut=\\([^ ]*\\).*/\\1/p')
 [ -n "$out" ] && [ -r "$out" ] && tail -c 65536 -- "$out"
+exit 0
+"""
+
+#: Seconds between a follow's looks at a file that is not there yet (cheap: no RPC).
+FOLLOW_STEP = 0.1
+_ACTIVE_CASE = "|".join(f"*JobState={state}[!A-Z_]*" for state in sorted(ACTIVE_STATES))
+
+#: Args: job id, event mark, looks between state queries. Follows the job as events: the job's
+#: output file from its first line as it grows (``tail -f``, which uses inotify where the file
+#: system has it and looks every 0.1 s where not), from the moment it exists; and the job's
+#: ``scontrol`` line (with its queue position while pending), printed after the mark whenever
+#: its state, reason or node changes, at once when the output file appears. Once the job
+#: ended it prints its last state line and exits. Its stdin stays open while rjupyter
+#: follows: when the channel closes, the follow ends too.
+FOLLOW_SCRIPT = f"""\
+id=$1 mark=$2 every=$3
+nap() {{ sleep {FOLLOW_STEP} 2>/dev/null || sleep 1; }}
+exec 3<&0
+cat <&3 >/dev/null 2>&1 & rj_eof=$!
+exec 3<&-
+out= follower= last= n=0 next=0
+while kill -0 "$rj_eof" 2>/dev/null; do
+  if [ -z "$follower" ] && [ -n "$out" ] && [ -e "$out" ]; then
+    if tail -s 0.1 -n 0 /dev/null >/dev/null 2>&1; then
+      tail -n +1 -f -s 0.1 -- "$out" 2>/dev/null & follower=$!
+    else
+      tail -n +1 -f -- "$out" 2>/dev/null & follower=$!
+    fi
+    next=$n
+  fi
+  if [ "$n" -ge "$next" ]; then
+    line=$(scontrol show job -o "$id" 2>&1 | head -n 1)
+    [ -n "$out" ] || out=$(printf '%s\\n' "$line" | sed -n 's/.* StdOut=\\([^ ]*\\).*/\\1/p')
+    pos=
+    case "$line" in *JobState=PENDING*)
+      pos=$(squeue -h -t PENDING --sort=-p,i -o %i 2>/dev/null | grep -n -x -- "$id" \\
+        | cut -d: -f1);;
+    esac
+    case "$line" in
+      {_ACTIVE_CASE}) ;;
+      *) [ -n "$follower" ] && sleep 0.3  # the follower prints the job's last lines first
+         printf '%s %s\\n' "$mark" "$line"; break;;
+    esac
+    key=$(printf '%s\\n' "$line" | grep -o -E '(JobState|Reason|BatchHost)=[^ ]*' | tr '\\n' ' ')
+    if [ "$key$pos" != "$last" ]; then
+      last="$key$pos"
+      printf '%s %s RjQueuePosition=%s\\n' "$mark" "$line" "$pos"
+    fi
+    next=$((n + every))
+  fi
+  nap; n=$((n + 1))
+done
+[ -n "$follower" ] && kill "$follower" 2>/dev/null
+kill "$rj_eof" 2>/dev/null
 exit 0
 """
 
@@ -108,7 +166,9 @@ class Slurm(Scheduler):
         extra: More ``sbatch`` arguments, one per item, e.g. ``["--constraint=a100"]``.
         queue_timeout: Seconds to wait while the job is queued; None (default) waits until
             it starts (Ctrl-C cancels the job).
-        poll: Seconds between looks at the job's state.
+        poll: Seconds between looks at the job's state: by the script on the login node that
+            follows the job until Jupyter is ready (the output file is followed as it grows,
+            with no wait), then from here while the notebook runs (every two ``poll``).
         node_host_key_policy: For the compute node only: ``"accept-new"`` accepts (and records
             in the local known_hosts) a node key that neither the local known_hosts nor the
             cluster's known hosts on the login node list; a key that mismatches either is
@@ -178,6 +238,8 @@ class Slurm(Scheduler):
     name = "Slurm"
     submit_command = "sbatch"
     poll_script = POLL_SCRIPT
+    follow_script = FOLLOW_SCRIPT
+    follow_step = FOLLOW_STEP
     cancel_script = CANCEL_SCRIPT
     ended_reasons = _ENDED
 
@@ -192,6 +254,7 @@ class Slurm(Scheduler):
         setup: Sequence[str],
         jupyter: str,
         unix_socket: bool = False,
+        login_shell: bool = True,
     ) -> str:
         return batch_script(
             app=app,
@@ -202,6 +265,7 @@ class Slurm(Scheduler):
             setup=setup,
             jupyter=jupyter,
             unix_socket=unix_socket,
+            login_shell=login_shell,
         )
 
     named_script = NAMED_SCRIPT
@@ -247,8 +311,12 @@ def parse_job(job_id: str, text: str) -> JobStatus:
         start_time=None if start in ("", "Unknown", "None", "(null)") else start,
         output_file=fields.get("StdOut", ""),
         exit_code=fields.get("ExitCode", ""),
-        position=int(position.group(1)) if position else None,
+        position=_position(position.group(1) if position else fields.get("RjQueuePosition")),
     )
+
+
+def _position(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
 
 
 #: Submits the batch script (on stdin, after the first line) with the arguments given; prints
@@ -287,20 +355,23 @@ def batch_script(
     setup: Sequence[str],
     jupyter: str,
     unix_socket: bool = False,
+    login_shell: bool = True,
 ) -> str:
     """The batch script: enter the environment, run Jupyter on the node's loopback, wait.
 
     With ``unix_socket`` Jupyter listens on a socket in a private (0700) directory of the
     node's ``$TMPDIR`` (node-local; a shared home is no place for sockets), removed at the end.
     Jupyter's output, with rjupyter's markers, goes to the job's output file; the job ends
-    when Jupyter does, and ``scancel`` (SIGTERM to the whole job) stops it cleanly.
+    when Jupyter does, and ``scancel`` (SIGTERM to the whole job) stops it cleanly. With
+    ``login_shell`` it runs in the user's login environment on the node (``_server._login``),
+    as a job script starting ``#!/bin/bash -l`` would.
 
     Raises:
         ValueError: ``app`` is not a known Jupyter front end.
     """
     lines = [
-        "#!/bin/sh",
         *preamble_lines(),
+        f"printf '%s %s\\n' {NODE_MARKER} \"${{SLURMD_NODENAME:-}}\" >&2",
         *environment_lines(
             workdir=workdir, venv=venv, conda_env=conda_env, setup=setup, jupyter=jupyter
         ),
@@ -315,7 +386,8 @@ def batch_script(
         f"printf '%s %s\\n' {EXIT_MARKER} \"$rj_status\" >&2",
         'exit "$rj_status"',
     ]
-    return "\n".join(lines) + "\n"
+    script = whole(lines)
+    return "#!/bin/sh\n" + (login_script(script) if login_shell else script)
 
 
 def _socket_dir_lines(port: int) -> list[str]:

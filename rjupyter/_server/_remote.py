@@ -52,6 +52,9 @@ _REASONS = {
     "rundir": "cannot create rjupyter's run directory under $XDG_STATE_HOME (or "
     "~/.local/state) on the remote host; check that your home directory is writable",
     "supervisor": "the server's supervisor did not start on the remote host",
+    "login-shell": "your login shell could not be started as a login shell to hand over its "
+    "environment (see its output below); fix its profile files, or pass login_shell=False "
+    "(--no-login-shell) to run in a plain /bin/sh",
 }
 
 
@@ -80,6 +83,12 @@ def failure_reason(parser: StartupParser, options: dict[str, str]) -> tuple[str,
         reason = f"setup line {number} ({word} ...) failed on the remote host; fix or remove it"
     elif code in _REASONS:
         reason = _REASONS[code].format(**options)
+    elif not parser.started:
+        reason = (
+            "the launch script never ran: the remote shell ended first (a login profile that "
+            "exits or execs another shell does this; see the output below). Fix the profile, "
+            "or pass login_shell=False (--no-login-shell) to skip the profiles"
+        )
     elif parser.masked_url_seen:
         reason = (
             "the server started with a token rjupyter cannot read (set in your Jupyter "
@@ -123,7 +132,7 @@ class RemoteServer:
         self._end_told = threading.Event()
         self._host = host
         self._options = options or {}
-        self._parser = StartupParser()
+        self._parser = StartupParser(gated=info is None)  # a launch: profiles print first
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._found = threading.Event()
         self._channel: paramiko.Channel | None = None

@@ -12,6 +12,8 @@ __all__ = [
     "ELSEWHERE_MARKER",
     "ERROR_MARKER",
     "EXIT_MARKER",
+    "LOGIN_FAILED",
+    "NODE_MARKER",
     "PID_MARKER",
     "RUN_MARKER",
     "SHELL_MARKER",
@@ -30,6 +32,10 @@ EXIT_MARKER = "RJUPYTER-EXIT"  # the server ended, with this exit status
 ERROR_MARKER = "RJUPYTER-ERROR"  # the launch refused to go on, for this reason code
 STOPPED_MARKER = "RJUPYTER-STOPPED"  # the stop script finished
 ELSEWHERE_MARKER = "RJUPYTER-ELSEWHERE"  # the run dir belongs to this other host
+#: The reason code the login wrapper prints when the login shell did not hand over its
+#: environment (see ``_login``), before the launch script's first marker.
+LOGIN_FAILED = "login-shell"
+NODE_MARKER = "RJUPYTER-NODE"  # a batch job runs on this node (as the batch system names it)
 
 _URL_RE = re.compile(
     r"(?P<scheme>https?)://(?P<host>\[[^\]\s]+\]|[^\s/:?]+):(?P<port>\d+)"
@@ -97,15 +103,25 @@ class ServerInfo:
 
 
 class StartupParser:
-    """Reads the launch output line by line and collects PID, port, path and token."""
+    """Reads the launch output line by line and collects PID, port, path and token.
 
-    def __init__(self) -> None:
+    Args:
+        gated: Read nothing before the launch script's first marker (:data:`SHELL_MARKER`)
+            but that marker and the login wrapper's own failure (:data:`LOGIN_FAILED`): what a
+            login shell's profiles print (banners, ``fortune``, a link with a token of its
+            own, even a line that looks like a marker) comes before it and must not be taken
+            for the launch's output.
+    """
+
+    def __init__(self, *, gated: bool = False) -> None:
+        self.started = not gated
         self.pid: int | None = None
         self.shell_pid: int | None = None
         self.run_dir: str | None = None
         self.runtime_file: str | None = None
         self.error_code: str | None = None
         self.exit_status: str | None = None
+        self.node = ""  # a batch job's node, as the batch system names it
         self.masked_url_seen = False
         self._url: tuple[int, str, str] | None = None
         self._socket: str | None = None
@@ -114,14 +130,21 @@ class StartupParser:
         """Take one line; return the server's facts once both PID and token URL were seen."""
         stripped = line.strip()
         marker, _, value = stripped.partition(" ")
+        if not self.started and not (marker == SHELL_MARKER and value.isdigit()):
+            if marker == ERROR_MARKER and value == LOGIN_FAILED:
+                self.error_code = value
+            return None
         if marker in (PID_MARKER, SHELL_MARKER) and value.isdigit():
             setattr(self, "pid" if marker == PID_MARKER else "shell_pid", int(value))
+            self.started = True
         elif marker == RUN_MARKER and value:
             self.run_dir = value
         elif marker == EXIT_MARKER:
             self.exit_status = value or "unknown"
         elif marker == ERROR_MARKER:
             self.error_code = value or "unknown"
+        elif marker == NODE_MARKER:
+            self.node = value
         else:
             runtime = _RUNTIME_RE.search(stripped)
             if runtime is not None and self.runtime_file is None:
