@@ -205,7 +205,7 @@ def test_a_socket_path_too_long_means_a_tcp_port(
     """A run dir too deep for a socket's path (sun_path holds ~100 bytes): a TCP port, with the
     INFO line; required, an error and nothing left."""
     state = lab.home / ("s" * 90)
-    host = lab.add_host("deep", environment={"XDG_STATE_HOME": str(state)})
+    host = lab.add_host("deeprundir", environment={"XDG_STATE_HOME": str(state)})
     caplog.set_level(logging.INFO, logger="rjupyter")
     with RemoteNotebook(host.name, **nb_options) as nb:
         assert nb.remote_socket is None
