@@ -1,6 +1,8 @@
-"""Two changes to how paramiko's transport meets the network: one for speed, one for a bug.
+"""Changes to how paramiko's transport meets the network: for speed, and for a bug.
 
-:class:`ReadAheadSocket` serves paramiko's many small reads from one large one.
+:class:`ReadAheadSocket` serves paramiko's many small reads from one large one;
+:class:`ReadAheadChannel` does the same for a connection made through a jump host (whose stream
+is a channel of the jump host's connection).
 
 paramiko issue #822 (open since 2016): when the server closes a channel after our side has
 started a key exchange (paramiko re-keys on its own every 512 MiB), the transport thread answers
@@ -18,14 +20,14 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import Any
+from typing import Any, cast
 
 import paramiko
 from paramiko.common import MSG_CHANNEL_CLOSE
 
 from ._gate import lean_path_enabled
 
-__all__ = ["ReadAheadSocket", "install"]
+__all__ = ["ReadAheadChannel", "ReadAheadSocket", "install"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +139,53 @@ class ReadAheadSocket(socket.socket):
         count = self.recv_into(self.buffer[self.end :])
         self.end += count
         return count
+
+
+class ReadAheadChannel:
+    """A jump host's ``direct-tcpip`` channel, as the stream of the connection it carries,
+    with :class:`ReadAheadSocket`'s read-ahead: paramiko reads each packet of the inner
+    connection in two or more ``Channel.recv`` calls (each a lock, a condition and a copy out of
+    the channel's buffer); one read of up to :data:`READ_AHEAD` bytes serves several packets,
+    and the lean path (:mod:`._fastpath`) decrypts packets where they lie in :attr:`buffer`.
+    Everything but reading is the channel's own (``send``, ``settimeout``, ``close``...)."""
+
+    READ_AHEAD = ReadAheadSocket.READ_AHEAD
+
+    @classmethod
+    def wrap(cls, channel: paramiko.Channel) -> paramiko.Channel:
+        """The channel with read-ahead (typed as the channel it stands in for); ``channel``
+        itself outside the tested paramiko range."""
+        return cast(paramiko.Channel, cls(channel)) if lean_path_enabled() else channel
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self.channel = channel
+        #: Bytes read ahead are ``buffer[taken:end]``.
+        self.buffer = memoryview(bytearray(self.READ_AHEAD))
+        self.taken = 0
+        self.end = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.channel, name)
+
+    def recv(self, bufsize: int) -> bytes:
+        if self.taken >= self.end:
+            data = self.channel.recv(self.READ_AHEAD)
+            if not data:
+                return b""
+            self.buffer[: len(data)] = data
+            self.taken, self.end = 0, len(data)
+        start = self.taken
+        self.taken = min(self.end, start + bufsize)
+        return bytes(self.buffer[start : self.taken])
+
+    def fill(self) -> int:
+        """Read more after the bytes held (moved to the front first), waiting up to the
+        channel's timeout (:class:`TimeoutError`); returns the count read (0 at the end)."""
+        if self.taken:
+            held = self.end - self.taken
+            self.buffer[:held] = self.buffer[self.taken : self.end]
+            self.taken, self.end = 0, held
+        data = self.channel.recv(len(self.buffer) - self.end)
+        self.buffer[self.end : self.end + len(data)] = data
+        self.end += len(data)
+        return len(data)
