@@ -46,7 +46,7 @@ from typing import Any
 import paramiko
 from paramiko.packet import NeedRekeyException
 
-from ._fixes import ReadAheadChannel, ReadAheadSocket
+from ._fixes import ReadAheadChannel, ReadAheadSocket, Sink
 from ._gate import lean_path_enabled
 
 __all__ = ["FastPath", "Sink", "install", "sender"]
@@ -61,14 +61,6 @@ _CHANNEL_AND_LENGTH = struct.Struct(">II")
 _SEQUENCE_MASK = 0xFFFFFFFF
 _RANDOM_POOL = 4096
 _ALL: weakref.WeakKeyDictionary[paramiko.Transport, FastPath] = weakref.WeakKeyDictionary()
-
-
-class Sink:
-    """A channel receive buffer that takes data as it arrives (``_spliced`` has the one used):
-    data for its channel is given to :meth:`feed` straight from the packet."""
-
-    def feed(self, data: bytes) -> None:
-        raise NotImplementedError
 
 
 #: What the lean path uses of a packetizer and a transport beyond their public API.
