@@ -131,7 +131,7 @@ def write_plot(results: list[Result], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     rows = [result for result in results if not TARGETS.get(result.name, Target(1, True)).absolute]
-    figure, axis = plt.subplots(figsize=(10, 5))
+    figure, axis = plt.subplots(figsize=(max(10.0, 0.7 * len(rows)), 7))
     width = 0.38
     for offset, tool in ((-width / 2, "rjupyter"), (width / 2, "sshtunnel")):
         ratios = [result.ratio(tool) for result in rows]
@@ -144,11 +144,11 @@ def write_plot(results: list[Result], path: Path) -> None:
     axis.set_xticks(range(len(rows)))
     axis.set_xticklabels(
         [f"{r.name}\n({'higher' if 'MB/s' in r.unit else 'lower'} is better)" for r in rows],
-        rotation=20,
+        rotation=55,
         ha="right",
-        fontsize=8,
+        fontsize=7,
     )
-    axis.set_ylabel("ratio to OpenSSH ssh -L (bare jupyter for time to ready)")
+    axis.set_ylabel("ratio to ssh -L (AES-GCM where named)")
     axis.set_yscale("log")
     axis.set_title("rjupyter and stock sshtunnel vs OpenSSH; dashed: targets")
     axis.legend()
