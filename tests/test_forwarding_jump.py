@@ -4,8 +4,8 @@ ways and key exchanges in flight on both hops; channel windows are sized from th
 seen at login, before the first channel opens, and windows of open channels (and of the jump
 host's channel) grow when the estimate does.
 
-The 1 GiB transfers of the issue run when ``RJUPYTER_BIG_TRANSFERS=1`` (about 2 minutes; the
-CI run moves 64 MiB each way per link instead).
+The 1 GiB transfers of the issue run when ``RJUPYTER_BIG_TRANSFERS=1`` (about a minute more;
+the CI run moves 64 MiB each way per link instead).
 """
 
 from __future__ import annotations

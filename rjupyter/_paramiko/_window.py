@@ -33,6 +33,9 @@ def grow_receive_window(channel: Any, target: int) -> int:
         (:func:`window_adjust`); 0 when the window is already that large, the channel is not
         open, or this paramiko keeps its window elsewhere.
     """
+    current = getattr(channel, "in_window_size", None)
+    if current is None or target <= current:  # the common case, at every channel open
+        return 0
     if not all(hasattr(channel, name) for name in _CHANNEL_STATE):
         return 0
     with channel.lock:
