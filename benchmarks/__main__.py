@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rjupyter.testing import Lab
 
+from ._first_byte import GROUPS, measure_first_byte
 from ._report import render_table, write_plot
 from ._rows import MiB
 from ._slurm import slurm_rows
@@ -37,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-size", type=int, default=128 * MiB)
     parser.add_argument("--cost-size", type=int, default=2048 * MiB)
     parser.add_argument("--no-jupyter", action="store_true", help="skip the Jupyter rows")
+    parser.add_argument(
+        "--rows",
+        default="all",
+        help=f"comma-separated row groups: base, {', '.join(GROUPS)} (default: all)",
+    )
     parser.add_argument("--plot", type=Path, help="write a PNG chart of the ratios here")
     parser.add_argument("--check", action="store_true", help="correctness only, tiny sizes")
     parser.add_argument(
@@ -63,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             for line in check(lab, remote, Path(workdir), args.check_size, tools):
                 print(line)
             return 0
-        results = measure(lab, remote, Path(workdir), args)
+        groups = {"base", *GROUPS} if args.rows == "all" else set(args.rows.split(","))
+        if args.no_jupyter:
+            groups.discard("jupyter-slow")
+        results = measure(lab, remote, Path(workdir), args) if "base" in groups else []
+        results += measure_first_byte(lab, remote, Path(workdir), args, groups)
     print(f"machine: {machine()}; medians of {args.repeat} runs")
     print(render_table(results))
     if args.plot:

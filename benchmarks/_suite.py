@@ -14,6 +14,7 @@ from rjupyter import RemoteNotebook
 from rjupyter.testing import DelayProxy, Lab, LabHost, TrafficServer, ssh_config_through
 
 from . import _jupyter, _rows
+from ._links import jump_links
 from ._report import Result
 from ._tools import TOOLS, Endpoint, forwarding
 
@@ -54,41 +55,58 @@ def endpoints(lab: Lab, remote: LabHost, workdir: Path) -> Iterator[dict[str, En
 def check(
     lab: Lab, remote: LabHost, workdir: Path, size: int = 1 * MiB, tools: tuple[str, ...] = TOOLS
 ) -> list[str]:
-    """The correctness pass: bytes intact through ``tools`` on both links; what ran.
+    """The correctness pass: bytes intact through ``tools`` on both links, directly and through
+    a jump host; what ran.
 
     Raises:
         ConnectionError: Some bytes arrived changed or not at all.
     """
     done = []
-    with (
-        _traffic_server(lab, remote) as traffic,
-        endpoints(lab, remote, workdir) as links,
-    ):
-        for link, endpoint in links.items():
-            for tool in tools:
-                # Stock sshtunnel closes the whole channel at the client's EOF (no half-close)
-                # and now and then drops a connection of a burst: limits of the reference,
-                # reported, not failed on.
-                reference = tool == "sshtunnel"
-                with forwarding(tool, endpoint, traffic.port) as forwarder:
-                    started = time.perf_counter()
-                    try:
-                        failed = _rows.check_intact(forwarder.port, size, half_close=not reference)
-                    except ConnectionError as error:
-                        raise ConnectionError(f"{tool} over the {link} link: {error}") from error
-                if failed and not reference:
-                    raise ConnectionError(f"{tool} over the {link} link: {failed} of 40 failed")
-                seconds = time.perf_counter() - started
-                done.append(
-                    f"{tool} over the {link} link: {size} bytes each way intact "
-                    f"({seconds:.1f} s with hashing), {failed} of 40 burst failed"
-                )
-            if "rjupyter" in tools:  # the lean path over direct-streamlocal channels
+    with _traffic_server(lab, remote) as traffic, endpoints(lab, remote, workdir) as links:
+        named = {f"{name} link": endpoint for name, endpoint in links.items()}
+        done += _check_links(named, tools, traffic.port, size)
+        if "rjupyter" in tools:  # the lean path over direct-streamlocal channels
+            for link, endpoint in named.items():
                 with forwarding("rjupyter", endpoint, socket_path(lab)) as forwarder:
                     failed = _rows.check_intact(forwarder.port, size)
                 if failed:
                     raise ConnectionError(f"rjupyter to a Unix socket: {failed} of 40 failed")
-                done.append(f"rjupyter to a Unix socket over the {link} link: bytes intact")
+                done.append(f"rjupyter to a Unix socket over the {link}: bytes intact")
+    # Through a jump host (ProxyJump) on both links; stock sshtunnel has no jump hosts.
+    with jump_links(lab, workdir) as jump, TrafficServer(jump.target) as traffic:
+        through = {
+            "fast link through a jump host": jump.fast,
+            "40 ms link through a jump host": jump.slow,
+        }
+        jump_tools = tuple(tool for tool in tools if tool != "sshtunnel")
+        done += _check_links(through, jump_tools, traffic.port, size)
+    return done
+
+
+def _check_links(
+    links: dict[str, Endpoint], tools: tuple[str, ...], remote_port: int, size: int
+) -> list[str]:
+    """:func:`check` for each of ``links`` and ``tools``."""
+    done = []
+    for link, endpoint in links.items():
+        for tool in tools:
+            # Stock sshtunnel closes the whole channel at the client's EOF (no half-close)
+            # and now and then drops a connection of a burst: limits of the reference,
+            # reported, not failed on.
+            reference = tool == "sshtunnel"
+            with forwarding(tool, endpoint, remote_port) as forwarder:
+                started = time.perf_counter()
+                try:
+                    failed = _rows.check_intact(forwarder.port, size, half_close=not reference)
+                except ConnectionError as error:
+                    raise ConnectionError(f"{tool} over the {link}: {error}") from error
+            if failed and not reference:
+                raise ConnectionError(f"{tool} over the {link}: {failed} of 40 failed")
+            seconds = time.perf_counter() - started
+            done.append(
+                f"{tool} over the {link}: {size} bytes each way intact "
+                f"({seconds:.1f} s with hashing), {failed} of 40 burst failed"
+            )
     return done
 
 

@@ -14,6 +14,9 @@ from pathlib import Path
 from rjupyter.testing._procs import stop_popen
 
 TOOLS = ("rjupyter", "openssh", "sshtunnel")
+#: OpenSSH with the cipher rjupyter prefers (its default is chacha20-poly1305): a reference only.
+OPENSSH_GCM = "openssh-gcm"
+_GCM = "aes128-gcm@openssh.com"
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,10 @@ class Forwarding:
 @contextmanager
 def forwarding(tool: str, endpoint: Endpoint, remote_port: int | str) -> Iterator[Forwarding]:
     """Start ``tool`` forwarding ``127.0.0.1:<port>`` to the remote's ``127.0.0.1:remote_port``
-    (rjupyter: or to the Unix socket at that path); stop it by PID afterwards."""
-    if tool == "openssh":
-        with _openssh(endpoint, remote_port) as opened:
+    (rjupyter and OpenSSH: or to the Unix socket at that path); stop it by PID afterwards."""
+    if tool in ("openssh", OPENSSH_GCM):
+        cipher = _GCM if tool == OPENSSH_GCM else None
+        with _openssh(endpoint, remote_port, cipher) as opened:
             yield opened
         return
     command = [
@@ -85,8 +89,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _openssh(endpoint: Endpoint, remote_port: int | str) -> Iterator[Forwarding]:
+def _openssh(
+    endpoint: Endpoint, remote_port: int | str, cipher: str | None
+) -> Iterator[Forwarding]:
     target = remote_port if isinstance(remote_port, str) else f"127.0.0.1:{remote_port}"
+    options = [] if cipher is None else ["-c", cipher]
     for _ in range(5):
         port = _free_port()
         process = subprocess.Popen(
@@ -100,6 +107,7 @@ def _openssh(endpoint: Endpoint, remote_port: int | str) -> Iterator[Forwarding]
                 "ExitOnForwardFailure=yes",
                 "-o",
                 "BatchMode=yes",
+                *options,
                 "-L",
                 f"127.0.0.1:{port}:{target}",
                 endpoint.alias,
@@ -109,7 +117,7 @@ def _openssh(endpoint: Endpoint, remote_port: int | str) -> Iterator[Forwarding]
             stderr=subprocess.PIPE,
         )
         try:
-            if _wait_ready(process):
+            if _wait_ready(process, port):
                 yield Forwarding(port, process.pid)
                 return
         finally:
@@ -119,11 +127,15 @@ def _openssh(endpoint: Endpoint, remote_port: int | str) -> Iterator[Forwarding]
     raise RuntimeError("ssh -L did not start in five tries")
 
 
-def _wait_ready(process: subprocess.Popen[bytes]) -> bool:
-    """Read ssh's -v log until the session is up; then keep draining it in a thread."""
+def _wait_ready(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Read ssh's -v log until it listens on ``port`` with the session up; then keep draining
+    it in a thread. (With ProxyJump the jump's ``ssh -W`` logs its own session first.)"""
     assert process.stderr is not None
+    listening = f"Local forwarding listening on 127.0.0.1 port {port}".encode()
+    seen = False
     for line in process.stderr:
-        if b"Entering interactive session" in line:
+        seen = seen or listening in line
+        if seen and b"Entering interactive session" in line:
             threading.Thread(target=process.stderr.read, daemon=True).start()
             return True
     return False

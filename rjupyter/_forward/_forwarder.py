@@ -30,7 +30,7 @@ import paramiko
 from .._errors import TunnelError
 from .._paramiko._sshtunnel import TunnelForwarder
 from .._paramiko._streamlocal import Address, describe
-from .._ssh._liveness import round_trip
+from .._ssh._liveness import handshake_round_trip, round_trip
 from ._pump import Pump
 from ._windows import MAX_PACKET_SIZE, LinkEstimate
 
@@ -78,7 +78,11 @@ class Forwarder(TunnelForwarder):
         self._measure_link(transport)
 
     def _measure_link(self, transport: paramiko.Transport) -> None:
-        """Time a few probes in the background; until then, channels get the smallest window."""
+        """Start from the round trip seen at login (channels opened from now on get the window
+        it asks for), then time a few probes in the background."""
+        seconds = handshake_round_trip(transport)
+        if seconds is not None:
+            self.link.observe(seconds)
 
         def measure() -> None:
             for _ in range(_PROBES):
@@ -131,13 +135,13 @@ class Forwarder(TunnelForwarder):
         self._pump = Pump(
             f"rjupyter-pump-{describe(remote_address)}", remote_address, self.link, MAX_PACKET_SIZE
         )
+        self._measure_link(self.shared_transport)  # before the first connection can come
         self._pump.use_transport(self.shared_transport)
         try:
             self.start_listening()
         except BaseException:
             self._pump.close()
             raise
-        self._measure_link(self.shared_transport)
 
     def shut(self) -> None:
         """Stop listening and end every forwarded connection; idempotent."""

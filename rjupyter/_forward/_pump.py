@@ -17,6 +17,11 @@ runs a selector over the listening socket and every local connection:
   window per connection is queued here) and the transport thread never blocks on a local socket.
   A WINDOW_ADJUST is not sent from the transport thread during a key exchange (it would wait for
   the exchange that only that thread can finish); the pump sends it then.
+- **Windows** follow the link: each channel opens with the window the link's round trip asks
+  for (:class:`._windows.LinkEstimate`), and when the estimate changes, the pump grows the
+  windows of the channels already open (and of the jump host's channel that carries the
+  connection) with a WINDOW_ADJUST, so a transfer that began before the estimate was in
+  speeds up as soon as it is.
 - **Upstream** (local client to server) in the pump thread; a channel with no send window left is
   not read from until the server opens the window again (paramiko's window condition is replaced
   by one that also wakes the pump).
@@ -51,6 +56,7 @@ from .._errors import TunnelError
 from .._paramiko._socket import transport_socket
 from .._paramiko._spliced import Connection, State
 from .._paramiko._streamlocal import Address, describe
+from .._paramiko._window import grow_stream_window
 from ._windows import LinkEstimate
 
 __all__ = ["CHANNEL_OPEN_TIMEOUT", "LINK_WAIT", "MAX_CONNECTIONS", "READ_SIZE", "Pump"]
@@ -115,6 +121,7 @@ class Pump:
         self._transport: Any = None
         self._broken: str | None = None
         self._transport_changed = False
+        self._window_changed = False  # the link's window changed: grow the open channels
         self._listeners: list[socket.socket] = []  # given, not yet watched
         self._all_listeners: list[socket.socket] = []  # closed if the pump dies
         self.error: TunnelError | None = None  # why the pump died, if it did
@@ -125,6 +132,7 @@ class Pump:
         self._paused: list[tuple[float, socket.socket]] = []  # listeners not watched until then
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        link.on_change(self._link_changed)
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -147,6 +155,12 @@ class Pump:
         with self._lock:
             self._transport = transport
             self._transport_changed = True
+        self.wake(None)
+
+    def _link_changed(self, window: int) -> None:
+        """The link's window changed (any thread): the pump grows the open channels'."""
+        with self._lock:
+            self._window_changed = True
         self.wake(None)
 
     def give_up(self, reason: str) -> None:
@@ -187,7 +201,12 @@ class Pump:
         try:
             while not self._closing:
                 with self._lock:
-                    pending = bool(self._woken or self._transport_changed or self._listeners)
+                    pending = bool(
+                        self._woken
+                        or self._transport_changed
+                        or self._window_changed
+                        or self._listeners
+                    )
                     self._sleeping = not pending
                 timeout = 0 if pending else 1.0 if self._unopened else None
                 if self._paused:
@@ -239,7 +258,13 @@ class Pump:
                     self._serve(key.data, events)
                 else:
                     self._accept(key.fileobj)  # type: ignore[arg-type]
-            if drain or self._woken or self._transport_changed or self._listeners:
+            if (
+                drain
+                or self._woken
+                or self._transport_changed
+                or self._window_changed
+                or self._listeners
+            ):
                 self._serve_woken(drain)  # (unlocked reads: the top of the loop
                 # looks again, under the lock, before the pump sleeps)
         finally:
@@ -276,14 +301,27 @@ class Pump:
             self._woken.clear()
             self._signalled = False
             changed, self._transport_changed = self._transport_changed, False
+            grow, self._window_changed = self._window_changed, False
             new_listeners, self._listeners = self._listeners, []
+            transport = self._transport
         for listener in new_listeners:
             self._selector.register(listener, selectors.EVENT_READ, listener.fileno())
         if changed:
             for connection in [c for c in self._unopened if c.state is State.WAITING]:
                 self._start(connection)
+        if (grow or changed) and transport is not None:
+            self._grow_windows(transport)
         for connection in woken:
             self._serve(connection, 0)
+
+    def _grow_windows(self, transport: paramiko.Transport) -> None:
+        """Give every open channel, and a jump host's channel carrying ``transport``, the
+        window the link asks for now."""
+        window = self._link.window()
+        grow_stream_window(transport, window)
+        for connection in self._connections:
+            if connection.state is State.OPEN:
+                connection.grow_window(window)
 
     def _accept(self, listener: socket.socket) -> None:
         for _ in range(_ACCEPTS_PER_TURN):
@@ -396,6 +434,7 @@ class Pump:
             self._fail(connection, failure)
             return False
         self._link.observe(time.monotonic() - connection.since)
+        connection.grow_window(self._link.window())  # if it changed while the channel opened
         connection.state = State.OPEN
         self._unopened.discard(connection)
         logger.debug("connection %s to %s open", connection.label, self._target)

@@ -5,6 +5,12 @@ into a channel window of about bandwidth x RTT. Windows bound throughput on slow
 2 MiB window over 40 ms caps a connection near 50 MB/s); on fast links very large windows make
 paramiko slower (its receive buffer deletes from the front of an array on each read), so the
 window grows only when the round trip says it must.
+
+The first sample is the round trip seen during the login
+(:func:`rjupyter._ssh._liveness.handshake_round_trip`), so the first channel already opens
+with the window the link needs; probes and channel opens refine it, and whoever listens
+(:meth:`LinkEstimate.on_change`: the pump) grows the windows of channels already open when the
+window it gives changes.
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 
 __all__ = [
     "MAX_PACKET_SIZE",
     "MAX_WINDOW",
     "MIN_WINDOW",
     "LinkEstimate",
+    "window_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,16 +50,35 @@ class LinkEstimate:
     def __init__(self) -> None:
         self._samples: deque[float] = deque(maxlen=_SAMPLES)
         self._lock = threading.Lock()
+        self._window = MIN_WINDOW
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_change(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(window)`` (from the thread that added the sample) whenever
+        :meth:`window` changes; it must not block."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def observe(self, seconds: float) -> None:
-        """Add one round-trip sample (a reply to a probe, or the time to open a channel)."""
+        """Add one round-trip sample (the login's, a reply to a probe, or the time to open a
+        channel)."""
         with self._lock:
             self._samples.append(seconds)
+        self._update()
 
     def reset(self) -> None:
         """Forget the samples (the link changed, e.g. after a reconnect)."""
         with self._lock:
             self._samples.clear()
+        self._update()
+
+    def _update(self) -> None:
+        with self._lock:
+            window = window_for(min(self._samples)) if self._samples else MIN_WINDOW
+            changed, self._window = window != self._window, window
+            listeners = list(self._listeners) if changed else []
+        for listener in listeners:
+            listener(window)
 
     @property
     def round_trip(self) -> float | None:
@@ -61,8 +88,10 @@ class LinkEstimate:
 
     def window(self) -> int:
         """Channel window in bytes: bandwidth x RTT, between :data:`MIN_WINDOW` and
-        :data:`MAX_WINDOW`."""
-        rtt = self.round_trip
-        if rtt is None:
-            return MIN_WINDOW
-        return max(MIN_WINDOW, min(MAX_WINDOW, int(TARGET_BANDWIDTH * rtt)))
+        :data:`MAX_WINDOW` (the smallest before the first sample)."""
+        return self._window
+
+
+def window_for(round_trip: float) -> int:
+    """The window for a link of ``round_trip`` seconds: bandwidth x RTT, within bounds."""
+    return max(MIN_WINDOW, min(MAX_WINDOW, int(TARGET_BANDWIDTH * round_trip)))

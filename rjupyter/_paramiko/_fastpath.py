@@ -23,8 +23,9 @@ message:
 
 Anything outside the common case goes to paramiko's code unchanged: another cipher or a MAC,
 compression, packet dumps, a key exchange in progress or expected packets, the handshake, a
-packet not yet whole in the buffer, a timeout or the end of the connection, a connection
-through a jump host (no read-ahead socket).
+packet not yet whole in the buffer, a timeout or the end of the connection. A connection
+through a jump host reads ahead from its channel (:class:`~._fixes.ReadAheadChannel`) and takes
+this path too; its packets leave by paramiko's ``write_all`` (the channel's ``send``).
 
 It relies on the packetizer's private state (``_Packetizer__*``, listed in
 :data:`_PACKETIZER_STATE`), unchanged from paramiko 3.2 (AES-GCM support) to 5.1; a paramiko
@@ -45,7 +46,7 @@ from typing import Any
 import paramiko
 from paramiko.packet import NeedRekeyException
 
-from ._fixes import ReadAheadSocket
+from ._fixes import ReadAheadChannel, ReadAheadSocket, Sink
 from ._gate import lean_path_enabled
 
 __all__ = ["FastPath", "Sink", "install", "sender"]
@@ -60,14 +61,6 @@ _CHANNEL_AND_LENGTH = struct.Struct(">II")
 _SEQUENCE_MASK = 0xFFFFFFFF
 _RANDOM_POOL = 4096
 _ALL: weakref.WeakKeyDictionary[paramiko.Transport, FastPath] = weakref.WeakKeyDictionary()
-
-
-class Sink:
-    """A channel receive buffer that takes data as it arrives (``_spliced`` has the one used):
-    data for its channel is given to :meth:`feed` straight from the packet."""
-
-    def feed(self, data: bytes) -> None:
-        raise NotImplementedError
 
 
 #: What the lean path uses of a packetizer and a transport beyond their public API.
@@ -162,8 +155,10 @@ class FastPath:
         self.packets_out = 0
         self.packets_in = 0
         sock = raw.sock
-        if isinstance(sock, ReadAheadSocket):
-            self._sock: ReadAheadSocket | None = sock
+        #: Where packets are written with one os.write: a TCP socket of our own.
+        self._direct = isinstance(sock, ReadAheadSocket)
+        if isinstance(sock, (ReadAheadSocket, ReadAheadChannel)):
+            self._sock: ReadAheadSocket | ReadAheadChannel | None = sock
             self._original_read = self._packetizer.read_message
             self._packetizer.read_message = self._read_message
         else:
@@ -270,7 +265,7 @@ class FastPath:
         """One ``write`` on a direct connection (a socket with a timeout would ``poll`` first);
         whatever it does not take, and every other transport stream, goes to ``write_all``."""
         sent = 0
-        if self._sock is not None:
+        if self._direct and self._sock is not None:
             packetizer._Packetizer__keepalive_last = time.time()
             try:
                 sent = os.write(self._sock.fileno(), out)
@@ -343,7 +338,7 @@ class FastPath:
             return plain[1], message
 
     @staticmethod
-    def _fill(sock: ReadAheadSocket) -> bool:
+    def _fill(sock: ReadAheadSocket | ReadAheadChannel) -> bool:
         """Wait for bytes (up to the socket's timeout); False at a timeout, an error or the
         end, which paramiko's own read then meets and handles."""
         try:

@@ -1,6 +1,8 @@
-"""Two changes to how paramiko's transport meets the network: one for speed, one for a bug.
+"""Changes to how paramiko's transport meets the network: for speed, and for a bug.
 
-:class:`ReadAheadSocket` serves paramiko's many small reads from one large one.
+:class:`ReadAheadSocket` serves paramiko's many small reads from one large one;
+:class:`ReadAheadChannel` does the same for a connection made through a jump host (whose stream
+is a channel of the jump host's connection).
 
 paramiko issue #822 (open since 2016): when the server closes a channel after our side has
 started a key exchange (paramiko re-keys on its own every 512 MiB), the transport thread answers
@@ -18,16 +20,29 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import Any
+import time
+from collections import deque
+from typing import Any, cast
 
 import paramiko
+from paramiko.buffered_pipe import PipeTimeout
 from paramiko.common import MSG_CHANNEL_CLOSE
 
 from ._gate import lean_path_enabled
 
-__all__ = ["ReadAheadSocket", "install"]
+__all__ = ["ChunkPipe", "ReadAheadChannel", "ReadAheadSocket", "Sink", "install"]
 
 logger = logging.getLogger(__name__)
+
+
+class Sink:
+    """A channel receive buffer that takes data as it arrives: the lean path
+    (:mod:`._fastpath`) gives data for its channel to :meth:`feed` straight from the packet.
+    ``_spliced`` has the one of forwarded connections, :class:`ChunkPipe` the one of a jump
+    host's channel."""
+
+    def feed(self, data: bytes) -> None:
+        raise NotImplementedError
 
 
 #: What the close handler uses of paramiko beyond its public API.
@@ -137,3 +152,148 @@ class ReadAheadSocket(socket.socket):
         count = self.recv_into(self.buffer[self.end :])
         self.end += count
         return count
+
+
+class ReadAheadChannel:
+    """A jump host's ``direct-tcpip`` channel, as the stream of the connection it carries,
+    with :class:`ReadAheadSocket`'s read-ahead: paramiko reads each packet of the inner
+    connection in two or more ``Channel.recv`` calls (each a lock, a condition and a copy out of
+    the channel's buffer); one read of up to :data:`READ_AHEAD` bytes serves several packets,
+    and the lean path (:mod:`._fastpath`) decrypts packets where they lie in :attr:`buffer`.
+    Everything but reading is the channel's own (``send``, ``settimeout``, ``close``...)."""
+
+    READ_AHEAD = ReadAheadSocket.READ_AHEAD
+
+    @classmethod
+    def wrap(cls, channel: paramiko.Channel) -> paramiko.Channel:
+        """The channel with read-ahead (typed as the channel it stands in for); ``channel``
+        itself outside the tested paramiko range."""
+        return cast(paramiko.Channel, cls(channel)) if lean_path_enabled() else channel
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self.channel = channel
+        raw: Any = channel
+        if hasattr(raw, "in_buffer"):
+            raw.in_buffer = ChunkPipe(raw.in_buffer)
+        #: Bytes read ahead are ``buffer[taken:end]``.
+        self.buffer = memoryview(bytearray(self.READ_AHEAD))
+        self.taken = 0
+        self.end = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.channel, name)
+
+    def recv(self, bufsize: int) -> bytes:
+        if self.taken >= self.end:
+            data = self.channel.recv(self.READ_AHEAD)
+            if not data:
+                return b""
+            self.buffer[: len(data)] = data
+            self.taken, self.end = 0, len(data)
+        start = self.taken
+        self.taken = min(self.end, start + bufsize)
+        return bytes(self.buffer[start : self.taken])
+
+    def fill(self) -> int:
+        """Read more after the bytes held (moved to the front first), waiting up to the
+        channel's timeout (:class:`TimeoutError`); returns the count read (0 at the end)."""
+        if self.taken:
+            held = self.end - self.taken
+            self.buffer[:held] = self.buffer[self.taken : self.end]
+            self.taken, self.end = 0, held
+        data = self.channel.recv(len(self.buffer) - self.end)
+        self.buffer[self.end : self.end + len(data)] = data
+        self.end += len(data)
+        return len(data)
+
+
+class ChunkPipe(Sink):
+    """paramiko's ``BufferedPipe`` (a channel's receive buffer) for a jump host's channel: the
+    lean path feeds it straight from the packet, and it keeps chunks in a deque where
+    ``BufferedPipe`` keeps one array and moves what is left of it on every read.
+
+    ``previous`` is the buffer the channel had (data may have come before the swap, or be fed to
+    it by a transport thread that looked it up just before): it is read first, until the first
+    chunk here shows that the transport thread has moved on.
+    """
+
+    def __init__(self, previous: Any) -> None:
+        self._previous = previous
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._closed = False
+        self._event: Any = None
+        self._ready = threading.Condition(threading.Lock())
+
+    def feed(self, data: bytes) -> None:
+        with self._ready:
+            self._chunks.append(bytes(data))
+            self._size += len(data)
+            if self._event is not None:
+                self._event.set()
+            self._ready.notify_all()
+
+    def read(self, nbytes: int, timeout: float | None = None) -> bytes:
+        """Up to ``nbytes``, waiting up to ``timeout`` (``PipeTimeout``) for the first;
+        ``b""`` once closed and drained."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._ready:
+            while not self._chunks and not self._closed:
+                if self._previous is not None and len(self._previous):
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise PipeTimeout()
+                self._ready.wait(remaining)
+            if self._previous is not None:
+                if len(self._previous):
+                    return bytes(self._previous.read(nbytes, 0))
+                if self._chunks:
+                    self._previous = None  # the transport thread feeds only this one now
+            return self._take(nbytes)
+
+    def _take(self, nbytes: int) -> bytes:
+        out = []
+        count = 0
+        chunks = self._chunks
+        while chunks and count < nbytes:
+            head = chunks[0]
+            if len(head) <= nbytes - count:
+                out.append(chunks.popleft())
+                count += len(head)
+            else:
+                out.append(head[: nbytes - count])
+                chunks[0] = head[nbytes - count :]
+                count = nbytes
+        self._size -= count
+        if not chunks and self._event is not None and not self._closed:
+            self._event.clear()
+        return b"".join(out)
+
+    def read_ready(self) -> bool:
+        with self._ready:
+            return bool(self._chunks) or bool(self._previous is not None and len(self._previous))
+
+    def set_event(self, event: Any) -> None:
+        with self._ready:
+            self._event = event
+            if self._closed or self._chunks:
+                event.set()
+            else:
+                event.clear()
+
+    def empty(self) -> bytes:
+        with self._ready:
+            earlier = b"" if self._previous is None else bytes(self._previous.empty())
+            return earlier + self._take(self._size)
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            if self._event is not None:
+                self._event.set()
+            self._ready.notify_all()
+
+    def __len__(self) -> int:
+        earlier = 0 if self._previous is None else len(self._previous)
+        return self._size + earlier

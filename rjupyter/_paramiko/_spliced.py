@@ -19,13 +19,14 @@ import time
 from typing import Any, Protocol
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_OPEN, cMSG_CHANNEL_WINDOW_ADJUST
+from paramiko.common import cMSG_CHANNEL_OPEN
 
 from ._channel import OpenSignal, new_channel
 from ._fastpath import FastPath, sender
 from ._gate import disable_lean_path, lean_path_enabled
 from ._relay import Relay
 from ._streamlocal import Address, add_target, channel_type
+from ._window import grow_receive_window, window_adjust
 
 __all__ = ["Connection", "Pump", "State"]
 
@@ -156,11 +157,16 @@ class Connection:
             return
         adjust = channel._check_add_window(count)
         if adjust > 0:
-            message = paramiko.Message()
-            message.add_byte(cMSG_CHANNEL_WINDOW_ADJUST)
-            message.add_int(channel.remote_chanid)
-            message.add_int(adjust)
-            self._send_message(transport, message)
+            self._send_message(transport, window_adjust(channel, adjust))
+
+    def grow_window(self, target: int) -> None:
+        """Raise the channel's receive window to ``target`` bytes (pump thread, channel open or
+        opening): the link turned out to need more than the window it opened with."""
+        channel = self.channel
+        increase = grow_receive_window(channel, target)
+        if increase:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self._send_message(channel.transport, window_adjust(channel, increase))
 
     def _send_message(self, transport: Any, message: paramiko.Message) -> None:
         """Send a message (outside a key exchange, as ``_send_user_message``), by the lean path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .._errors import AuthenticationError
 from .._paramiko._agent import open_agent
 from ._hostcert import parse_host_certificate
 from ._knownhosts import fingerprint
+from ._liveness import note_handshake_round_trip
 
 __all__ = ["AuthHandler", "Credentials", "authenticate", "strip_control"]
 
@@ -107,11 +109,16 @@ def authenticate(transport: paramiko.Transport, credentials: Credentials) -> Non
         paramiko.SSHException: The connection failed meanwhile (the caller translates it).
     """
     attempts = _Attempts(transport, credentials)
+    started = time.monotonic()
     try:
         transport.auth_none(credentials.user)
         return
     except paramiko.BadAuthenticationType as exc:
         attempts.allowed = list(exc.allowed_types)
+    finally:
+        # Two round trips (the service request, then "none") and next to no server work:
+        # the link's first round-trip estimate, before any channel opens.
+        note_handshake_round_trip(transport, (time.monotonic() - started) / 2)
     used: set[str] = set()
     while True:
         method = next((m for m in _ORDER if m in attempts.allowed and m not in used), None)

@@ -18,7 +18,13 @@ import paramiko
 
 from .._errors import SSHConnectError
 
-__all__ = ["Keepalive", "probe", "round_trip"]
+__all__ = [
+    "Keepalive",
+    "handshake_round_trip",
+    "note_handshake_round_trip",
+    "probe",
+    "round_trip",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +35,24 @@ _request_locks: weakref.WeakKeyDictionary[paramiko.Transport, threading.Lock] = 
     weakref.WeakKeyDictionary()
 )
 _locks_guard = threading.Lock()
+# The round trip seen while logging in, per transport: the first estimate of the link, there
+# before any channel opens (see note_handshake_round_trip).
+_handshake_round_trips: weakref.WeakKeyDictionary[paramiko.Transport, float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def note_handshake_round_trip(transport: paramiko.Transport, seconds: float) -> None:
+    """Keep ``seconds`` as ``transport``'s round trip seen during the login (an upper bound:
+    it may include some of the server's work)."""
+    with _locks_guard:
+        _handshake_round_trips[transport] = seconds
+
+
+def handshake_round_trip(transport: paramiko.Transport) -> float | None:
+    """The round trip noted during ``transport``'s login, if any."""
+    with _locks_guard:
+        return _handshake_round_trips.get(transport)
 
 
 def _request_lock(transport: paramiko.Transport) -> threading.Lock:
