@@ -168,9 +168,16 @@ def test_tunnel_attach_list_stop(
     assert interrupt(tunnel)[0] == 130
     assert remote.sshd_log().count("Accepted publickey") == logins + 1, "one login, two ports"
 
-    attach = spawn(["attach", remote.name, "--pid", str(pid), "--no-open", *lab_args], cli_env)
-    url = first_line(attach)
-    assert http(url)[0] == 200
+    # attach takes -L too: here the server's own socket once more, beside the notebook's port.
+    attach = spawn(
+        ["attach", remote.name, "--pid", str(pid), "--no-open", "--json", "-L", sock, *lab_args],
+        cli_env,
+    )
+    facts = json.loads(first_line(attach))
+    assert http(facts["url"])[0] == 200
+    assert facts["forwards"] == [{"local_port": facts["forwards"][0]["local_port"], "remote": sock}]
+    forwarded = f"http://127.0.0.1:{facts['forwards'][0]['local_port']}/api/status"
+    assert http(forwarded, token=token)[0] == 200
     assert interrupt(attach)[0] == 130
     assert pid in [p for p, _ in remote.user_processes()], "attach leaves the server running"
 
