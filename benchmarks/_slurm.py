@@ -25,6 +25,7 @@ import time
 from rjupyter import RemoteNotebook, Slurm
 from rjupyter._deadline import Deadline
 from rjupyter._ssh._connection import SSHConnection, open_connection
+from rjupyter._ssh._node import open_node_connection
 from rjupyter._ssh._options import connect_options
 from rjupyter.testing import Lab
 from rjupyter.testing._slurm import SlurmCluster
@@ -77,7 +78,8 @@ def ready_bare(lab: Lab, cluster: SlurmCluster) -> float:
             found = _URL.search(text)
         channel.close()
         port, token = int(found.group(1)), found.group(2)
-        node = open_connection(cluster.node_name, options, Deadline(60), via=login)
+        # The node as a cluster user reaches it: only the login node is in the ssh_config.
+        node = open_node_connection(cluster.node_name, options, Deadline(60), login=login)
         try:
             while True:
                 try:

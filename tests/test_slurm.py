@@ -23,6 +23,7 @@ import nbformat
 import pytest
 from helpers import http, keygen, run_example, run_in_kernel, wait_for
 
+from benchmarks._slurm import ROW, slurm_rows
 from rjupyter import HostKeyError, JobError, RemoteNotebook, Slurm
 from rjupyter._launch._slurm import parse_job
 from rjupyter._ssh._connection import SSHConnection
@@ -469,4 +470,13 @@ def test_ctrl_c_during_the_submit_round_trip_leaves_no_job(
     monkeypatch.setattr(SSHConnection, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         RemoteNotebook("login", scheduler=Slurm(time="10"), **job_options).start()
+    assert cluster.jobs() == []
+
+
+def test_the_slurm_benchmark_runs_as_users_reach_the_node(lab: Lab, cluster: SlurmCluster) -> None:
+    """``python -m benchmarks --slurm`` against the lab's login-only ssh_config: both sides reach
+    the node and come back with a time (a smoke run; the ratio is the benchmark's business)."""
+    rows, samples = slurm_rows(lab, 1)
+    assert [row.name for row in rows] == [ROW]
+    assert all(len(values) == 1 and values[0] > 0 for values in samples.values()), samples
     assert cluster.jobs() == []
