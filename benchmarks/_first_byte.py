@@ -13,7 +13,7 @@ import statistics
 from contextlib import ExitStack
 from pathlib import Path
 
-from rjupyter import RemoteNotebook, Tunnel
+from rjupyter import Tunnel
 from rjupyter.testing import Lab, LabHost, TrafficServer
 
 from . import _jupyter
@@ -141,13 +141,7 @@ def _jupyter_slow(lab: Lab, remote: LabHost, workdir: Path, repeat: int) -> list
     """JupyterLab's first page load in headless Chromium on a fresh tunnel, per slow link."""
     results = []
     with (
-        RemoteNotebook(  # on a TCP port: what every tool can forward to
-            remote.name,
-            app="lab",
-            unix_socket=False,
-            ssh_config=lab.ssh_config,
-            venv=lab.jupyter_venv,
-        ) as nb,
+        _jupyter.lab_on_a_port(lab, remote) as nb,
         _jupyter.open_browser() as browser,
     ):
         port = nb.remote_port

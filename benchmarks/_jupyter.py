@@ -82,6 +82,14 @@ def ready_bare(lab: Lab, host: LabHost) -> float:
             process.stderr.close()
 
 
+def lab_on_a_port(lab: Lab, host: LabHost) -> RemoteNotebook:
+    """JupyterLab on a TCP port of ``host`` (what every tool compared can forward to), not
+    started."""
+    return RemoteNotebook(
+        host.name, app="lab", unix_socket=False, ssh_config=lab.ssh_config, venv=lab.jupyter_venv
+    )
+
+
 def page_load(browser: Chromium, port: int, token: str) -> float:
     """Seconds from navigation start to a drawn JupyterLab, caches off, fresh workspace."""
     browser.goto("about:blank")

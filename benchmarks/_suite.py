@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rjupyter import RemoteNotebook
 from rjupyter.testing import DelayProxy, Lab, LabHost, TrafficServer, ssh_config_through
 
 from . import _jupyter, _rows
@@ -261,13 +260,7 @@ def _jupyter_rows(lab: Lab, remote: LabHost, repeat: int) -> list[Result]:
     ]
     endpoint = direct_endpoint(lab, remote)
     with (
-        RemoteNotebook(  # on a TCP port: what every tool can forward to
-            remote.name,
-            app="lab",
-            unix_socket=False,
-            ssh_config=lab.ssh_config,
-            venv=lab.jupyter_venv,
-        ) as nb,
+        _jupyter.lab_on_a_port(lab, remote) as nb,
         contextlib.ExitStack() as stack,
     ):
         ports = {

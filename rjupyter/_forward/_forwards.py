@@ -7,9 +7,9 @@ local ports) and close with it. :class:`Forwards` is the notebook's list of them
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 
 from .._errors import NotebookClosedError, TunnelError
+from .._lifecycle import ClosingContext
 from .._paramiko._streamlocal import Address
 from .._ssh._connection import ConnectionSlot, SSHConnection
 from ._forwarder import LOOPBACK, Forwarder
@@ -35,7 +35,7 @@ def target_of(remote: int | str, remote_host: str) -> Address:
     return remote
 
 
-class Forward:
+class Forward(ClosingContext):
     """A local port forwarded to a port (or a Unix socket) on the remote host, over the login
     of the notebook that made it (:meth:`~rjupyter.RemoteNotebook.forward`).
 
@@ -86,14 +86,6 @@ class Forward:
 
     def __enter__(self) -> Forward:
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         port = None if self._closed else self._forwarder.local_port
