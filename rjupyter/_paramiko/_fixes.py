@@ -30,7 +30,14 @@ from paramiko.common import MSG_CHANNEL_CLOSE
 
 from ._gate import lean_path_enabled
 
-__all__ = ["ChunkPipe", "ReadAheadChannel", "ReadAheadSocket", "Sink", "install"]
+__all__ = [
+    "STREAM_MAX_PACKET",
+    "ChunkPipe",
+    "ReadAheadChannel",
+    "ReadAheadSocket",
+    "Sink",
+    "install",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +159,17 @@ class ReadAheadSocket(socket.socket):
         count = self.recv_into(self.buffer[self.end :])
         self.end += count
         return count
+
+
+#: The largest data packet to ask of a jump host for the ``direct-tcpip`` channel that carries a
+#: connection (``open_channel(max_packet_size=...)``). paramiko's default, 32 KiB, makes the jump
+#: host's sshd cut a fast stream into 32 KiB packets, each a write (and a wake-up of whatever
+#: relays it) there and a packet for the jump host's connection to read here: through a jump
+#: host 40 ms away, transfers (mostly a fresh tunnel's first) stalled for seconds at a few MB/s
+#: with the same windows that carry 150+ MB/s with large packets. As large as fits, whole, in
+#: :class:`ReadAheadSocket`'s buffer (with the packet's length, padding, channel header and
+#: MAC), so that the lean path decrypts every packet in place.
+STREAM_MAX_PACKET = ReadAheadSocket.READ_AHEAD - 1024
 
 
 class ReadAheadChannel:

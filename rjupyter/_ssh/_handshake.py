@@ -16,7 +16,7 @@ import paramiko
 from .._deadline import Deadline
 from .._errors import RJupyterError, SSHConnectError
 from .._paramiko._fastpath import install as install_fast_path
-from .._paramiko._fixes import ReadAheadChannel, ReadAheadSocket
+from .._paramiko._fixes import STREAM_MAX_PACKET, ReadAheadChannel, ReadAheadSocket
 from .._paramiko._fixes import install as install_transport_fixes
 from .._paramiko._hostkeys import verifiable_key_types
 from ._auth import Credentials, authenticate
@@ -101,10 +101,15 @@ def _open_stream(
     if via is not None:
         logger.debug("opening a channel to %s:%s through the jump host", host.hostname, host.port)
         # Read ahead (and so the lean path) on the connection the channel carries; its window
-        # grows to the link's round trip once the tunnel knows it (_forward's LinkEstimate).
+        # grows to the link's round trip once the tunnel knows it (_forward's LinkEstimate), and
+        # it asks for large packets (STREAM_MAX_PACKET: why).
         return ReadAheadChannel.wrap(
             via.open_channel(
-                "direct-tcpip", (host.hostname, host.port), ("127.0.0.1", 0), timeout=timeout
+                "direct-tcpip",
+                (host.hostname, host.port),
+                ("127.0.0.1", 0),
+                timeout=timeout,
+                max_packet_size=STREAM_MAX_PACKET,
             )
         )
     if host.proxy_command:
