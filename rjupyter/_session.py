@@ -17,6 +17,7 @@ from ._deadline import Deadline
 from ._errors import HeartbeatError, LaunchError, RJupyterError, SSHConnectError, TunnelError
 from ._forward._forwarder import LOOPBACK, Forwarder
 from ._forward._forwards import Forward, Forwards
+from ._forward._spares import NOTEBOOK_SPARES
 from ._jupyter._wire import Endpoint
 from ._launch import Launcher
 from ._server._remote import RemoteServer
@@ -77,6 +78,7 @@ class Session:
             slot.current.transport,
             info.socket or (LOOPBACK, info.port),
             local_port=self._local_port,
+            spares=NOTEBOOK_SPARES,
         )
         slot.on_swap(lambda connection: forwarder.use_transport(connection.transport))
         self.forwards = Forwards(slot)

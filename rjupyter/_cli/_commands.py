@@ -178,6 +178,15 @@ Examples:
 )
 @click.option("--remote-host", default="127.0.0.1", help="Address to reach, seen from HOST.")
 @click.option("--local-port", type=PORT, help="Local port of a single -L without LOCAL.")
+@click.option(
+    "--spare-channels",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Channels to keep open to each target ahead of new connections (each saves a new "
+    "connection one round trip; a browser makes several per page). For HTTP servers: the "
+    "target sees connections before any client makes them.",
+)
 @connection_options
 @click.pass_context
 def tunnel(ctx: click.Context, /, host: str, **flags: Any) -> None:
@@ -185,11 +194,14 @@ def tunnel(ctx: click.Context, /, host: str, **flags: Any) -> None:
 
     The old form `tunnel HOST REMOTE_PORT [LOCAL_PORT]` still works.
     """
+    spares = flags.pop("spare_channels")
     options = merge(host, flags)
-    _hold(ctx, host, forwards_from(ctx, flags), options)
+    _hold(ctx, host, forwards_from(ctx, flags), options, spares)
 
 
-def _hold(ctx: click.Context, host: str, wanted: list[Forward], options: dict[str, Any]) -> None:
+def _hold(
+    ctx: click.Context, host: str, wanted: list[Forward], options: dict[str, Any], spares: int
+) -> None:
     first, *more = wanted
     forward = Tunnel(
         host,
@@ -197,11 +209,15 @@ def _hold(ctx: click.Context, host: str, wanted: list[Forward], options: dict[st
         remote_host=first.remote_host,
         local_port=first.local_port,
         timeout=timeout_of(options, 30.0),
+        spare_channels=spares,
         **connect_kwargs(options, None),
     )
     for each in more:
         forward.forward_also(
-            each.remote_port, remote_host=each.remote_host, local_port=each.local_port
+            each.remote_port,
+            remote_host=each.remote_host,
+            local_port=each.local_port,
+            spare_channels=spares,
         )
     with forward:
         ports = [forward.local_port, *forward.more_local_ports]

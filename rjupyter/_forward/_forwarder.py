@@ -53,6 +53,7 @@ class Forwarder(TunnelForwarder):
         transport: An authenticated paramiko transport; the forwarder does not close it.
         remote_address: ``(host, port)`` as seen from the SSH server, or a socket's path there.
         local_port: The local port; 0 lets the OS choose a free one.
+        spares: Channels kept open ahead of new connections (:mod:`._spares`; 0: none).
     """
 
     def __init__(
@@ -61,8 +62,10 @@ class Forwarder(TunnelForwarder):
         remote_address: Address,
         *,
         local_port: int = 0,
+        spares: int = 0,
     ) -> None:
         self.link = LinkEstimate()
+        self._spares = spares
         self._pump: Pump | None = None
         super().__init__(
             transport, remote_address, local_address=(LOOPBACK, local_port), logger=logger
@@ -133,7 +136,11 @@ class Forwarder(TunnelForwarder):
         """
         remote_address = self.remote_address
         self._pump = Pump(
-            f"rjupyter-pump-{describe(remote_address)}", remote_address, self.link, MAX_PACKET_SIZE
+            f"rjupyter-pump-{describe(remote_address)}",
+            remote_address,
+            self.link,
+            MAX_PACKET_SIZE,
+            spares=self._spares,
         )
         self._measure_link(self.shared_transport)  # before the first connection can come
         self._pump.use_transport(self.shared_transport)

@@ -27,6 +27,7 @@ runs a selector over the listening socket and every local connection:
   by one that also wakes the pump).
 - **Half-close** is kept: an EOF one way shuts down only that way. A channel the server closes
   ends the local connection once the queued bytes are written; a local reset closes the channel.
+- **Spares** (:mod:`._spares`, the notebook's forward): channels opened ahead of clients.
 - **While the link is down** (a reconnect in progress) accepted connections wait, up to
   :data:`LINK_WAIT` seconds, for :meth:`Pump.use_transport`.
 - **Supervised**: if the pump's thread dies of an unexpected error, it closes the listening
@@ -57,6 +58,7 @@ from .._paramiko._socket import transport_socket
 from .._paramiko._spliced import Connection, State
 from .._paramiko._streamlocal import Address, describe
 from .._paramiko._window import grow_stream_window
+from ._spares import Spares
 from ._windows import LinkEstimate
 
 __all__ = ["CHANNEL_OPEN_TIMEOUT", "LINK_WAIT", "MAX_CONNECTIONS", "READ_SIZE", "Pump"]
@@ -88,6 +90,7 @@ class Pump:
         link: The link's round trip: sizes each channel's window, and learns from open times.
         max_packet: The largest SSH packet the server may send us.
         max_connections: Connections open at once at most; more are closed as they come.
+        spares: Channels kept open ahead of clients (:class:`._spares.Spares`; 0: none).
     """
 
     def __init__(
@@ -98,7 +101,11 @@ class Pump:
         max_packet: int,
         *,
         max_connections: int = MAX_CONNECTIONS,
+        spares: int = 0,
     ) -> None:
+        self._spares = Spares(
+            self, remote_address, link, max_packet, count=spares, open_timeout=CHANNEL_OPEN_TIMEOUT
+        )
         self._max_connections = max_connections
         self._refusing = False  # over the limit now (logged once per episode)
         self._remote_address = remote_address
@@ -208,7 +215,7 @@ class Pump:
                         or self._listeners
                     )
                     self._sleeping = not pending
-                timeout = 0 if pending else 1.0 if self._unopened else None
+                timeout = 0 if pending else 1.0 if self._unopened else self._spares.due()
                 if self._paused:
                     timeout = _PAUSE if timeout is None else min(timeout, _PAUSE)
                     self._resume_listeners()
@@ -219,9 +226,11 @@ class Pump:
                 if self._unopened and time.monotonic() >= self._next_expiry:
                     self._next_expiry = time.monotonic() + 0.5
                     self._expire()
+                self._spares.expire()
         except Exception as exc:
             self._die(exc)
         finally:
+            self._spares.close()
             for connection in list(self._connections):
                 self._end(connection)
             for connection in self._relays:
@@ -309,6 +318,7 @@ class Pump:
         if changed:
             for connection in [c for c in self._unopened if c.state is State.WAITING]:
                 self._start(connection)
+            self._spares.replace(transport if self._broken is None else None)
         if (grow or changed) and transport is not None:
             self._grow_windows(transport)
         for connection in woken:
@@ -345,10 +355,16 @@ class Pump:
             except OSError:  # the client is already gone (a reset right after connecting)
                 sock.close()
                 continue
-            connection = Connection(self, sock, address[:2])
+            spare = self._spares.take(sock, address[:2])
+            connection = spare or Connection(self, sock, address[:2])
             self._connections.add(connection)
-            self._unopened.add(connection)
-            self._start(connection)
+            if connection.state is not State.OPEN:
+                self._unopened.add(connection)
+            if spare is None:
+                self._start(connection)
+            else:  # its channel is open (or opening) already: its first bytes can go at once
+                self._watch(connection, connection.wanted_events())
+            self._spares.fill(self._transport if self._broken is None else None)
 
     def _over_limit(self) -> bool:
         """True while the tunnel holds :data:`MAX_CONNECTIONS` connections (logged once)."""
@@ -400,6 +416,9 @@ class Pump:
         if connection.state is State.FINISHED:
             # Given up while opening, and the server's answer came after all: close it there.
             connection.close_channel()
+            return
+        if connection.spare:
+            self._spares.serve(connection)
             return
         try:
             if connection.state is State.OPENING:

@@ -54,6 +54,11 @@ class Tunnel(ClosingContext):
         timeout: Seconds allowed for connecting.
         reconnect_timeout: Seconds to keep trying to reconnect after the connection drops.
         on_connection_change: Called with False when the connection drops, True when back.
+        spare_channels: Channels to keep open to the target ahead of new connections, so that
+            a new connection's first bytes go without waiting a round trip for its channel
+            (a browser's page load makes several). For HTTP servers: the target sees
+            connections before any client makes them. 0 (default): none, like ``ssh -L``;
+            a notebook's own tunnel keeps 6.
 
     Raises:
         ValueError: A malformed argument.
@@ -76,8 +81,10 @@ class Tunnel(ClosingContext):
         timeout: float = CONNECT_TIMEOUT,
         reconnect_timeout: float = 300.0,
         on_connection_change: ConnectionCallback | None = None,
+        spare_channels: int = 0,
     ) -> None:
         target_of(remote_port, remote_host)
+        _check_spares(spare_channels)
         if local_port is not None and not 0 < local_port < 65536:
             raise ValueError(f"local_port must be in 1..65535; got {local_port}")
         self.host = host
@@ -87,6 +94,7 @@ class Tunnel(ClosingContext):
         self._asked_local_port = local_port or 0
         self._reconnect_timeout = reconnect_timeout
         self._on_change = on_connection_change
+        self._spares = spare_channels
         self._options = connect_options(
             ssh_config=ssh_config,
             identity_file=identity_file,
@@ -100,7 +108,7 @@ class Tunnel(ClosingContext):
         self._closed = False
         self._parts: _Parts | None = None
         self._tracked: Tracked | None = None
-        self._more: list[tuple[Address, int]] = []
+        self._more: list[tuple[Address, int, int]] = []
 
     def forward_also(
         self,
@@ -108,21 +116,23 @@ class Tunnel(ClosingContext):
         *,
         remote_host: str = "127.0.0.1",
         local_port: int | None = None,
+        spare_channels: int = 0,
     ) -> None:
         """Forward one more local port over the same login (like a second ``-L``); before
         :meth:`start`. Its local port is in :attr:`more_local_ports` once started.
-        ``remote_port`` may be a socket path, as for the first.
+        ``remote_port`` may be a socket path, and ``spare_channels`` is kept, as for the first.
 
         Raises:
-            ValueError: A port is out of range.
+            ValueError: A port is out of range, or ``spare_channels`` negative.
             RuntimeError: The tunnel was already started.
         """
         target = target_of(remote_port, remote_host)
         if local_port is not None and not 0 < local_port < 65536:
             raise ValueError(f"local_port must be in 1..65535; got {local_port}")
+        _check_spares(spare_channels)
         if self._parts is not None:
             raise RuntimeError("forward_also() comes before start()")
-        self._more.append((target, local_port or 0))
+        self._more.append((target, local_port or 0, spare_channels))
 
     @property
     def more_local_ports(self) -> list[int]:
@@ -155,10 +165,13 @@ class Tunnel(ClosingContext):
                 slot.current.transport,
                 target_of(self.remote_port, self.remote_host),
                 local_port=self._asked_local_port,
+                spares=self._spares,
             )
             forwarder.open()
-            for target, local_port in self._more:
-                more = Forwarder(slot.current.transport, target, local_port=local_port)
+            for target, local_port, spares in self._more:
+                more = Forwarder(
+                    slot.current.transport, target, local_port=local_port, spares=spares
+                )
                 more.open()
                 parts.more.append(more)
             forwarders = [forwarder, *parts.more]
@@ -283,6 +296,11 @@ class _Parts:
             self.slot.close()
             self.hold.release()
         return self.keeper.error if self.keeper is not None else None
+
+
+def _check_spares(count: int) -> None:
+    if count < 0:
+        raise ValueError(f"spare_channels must be 0 or more; got {count}")
 
 
 def _use_transport(forwarders: list[Forwarder], connection: SSHConnection) -> None:

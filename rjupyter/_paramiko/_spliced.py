@@ -61,9 +61,14 @@ class Connection:
     guarded by ``lock``; everything else belongs to the pump thread.
     """
 
-    def __init__(self, pump: Pump, sock: socket.socket, peer: tuple[str, int]) -> None:
+    def __init__(
+        self, pump: Pump, sock: socket.socket, peer: tuple[str, int], *, spare: bool = False
+    ) -> None:
         self.pump = pump
         self.sock = sock
+        # Opened ahead of a client (``sock`` is a placeholder): what the server sends is kept
+        # for the client that takes it (see attach).
+        self.spare = spare
         self.peer = peer  # the client's address, told to the server as the originator
         self.label = str(next(_labels))
         self.state = State.WAITING
@@ -103,7 +108,7 @@ class Connection:
         with self.lock:
             if self.state is State.FINISHED or self.broken:
                 return len(data)  # dropped: the window must not stall the closing channel
-            if self.queued:
+            if self.queued or self.spare:
                 self.queued.append(data)
                 return 0
             try:
@@ -177,6 +182,13 @@ class Connection:
             self.fast.send_message(message)
 
     # -- pump thread ------------------------------------------------------------------------
+
+    def attach(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        """Give a spare connection its client (pump thread): bytes the server sent before are
+        written first. The placeholder socket is closed."""
+        with self.lock:
+            placeholder, self.sock, self.peer, self.spare = self.sock, sock, peer, False
+        placeholder.close()
 
     def open(
         self,
