@@ -4,6 +4,7 @@
 row of issue 6's table for the three tools and prints medians as ratios to OpenSSH;
 ``--plot FILE.png`` draws them. ``--check`` runs the tiny correctness pass CI uses (bytes intact
 through every tool, no timings). ``--slurm`` runs only the Slurm row (issue 16): submit to
-ready through rjupyter against a bare ``sbatch`` Jupyter reached the same way. See
+ready through rjupyter against a bare ``sbatch`` Jupyter reached the same way.
+``python -m benchmarks._page_trace`` traces JupyterLab's first load per link and tool. See
 ``docs/performance.md``.
 """

@@ -21,7 +21,7 @@ from ._links import DELAYS, delayed, first_and_later, jump_links, steady
 from ._report import Result
 from ._rows import concurrent, cost
 from ._suite import direct_endpoint
-from ._tools import OPENSSH_GCM, Endpoint, forwarding
+from ._tools import NOTEBOOK_FORWARD, OPENSSH_GCM, Endpoint, forwarding
 
 GROUPS = ("gcm", "first", "jump", "embedded", "jupyter-slow")
 PAIR = ("rjupyter", "openssh")
@@ -137,6 +137,12 @@ def _jump(lab: Lab, workdir: Path, args: argparse.Namespace) -> list[Result]:
     return results
 
 
+#: The JupyterLab rows' tools: rjupyter as a notebook's own forward has it (with spare
+#: channels: the "rjupyter" column), a plain ``Tunnel`` (no spares, like ``ssh -L``; its own
+#: row), and ``ssh -L``, taking turns in each repeat.
+_LAB_TOOLS = {"rjupyter": NOTEBOOK_FORWARD, "rjupyter Tunnel": "rjupyter", "openssh": "openssh"}
+
+
 def _jupyter_slow(lab: Lab, remote: LabHost, workdir: Path, repeat: int) -> list[Result]:
     """JupyterLab's first page load in headless Chromium on a fresh tunnel, per slow link."""
     results = []
@@ -149,18 +155,16 @@ def _jupyter_slow(lab: Lab, remote: LabHost, workdir: Path, repeat: int) -> list
         with forwarding("openssh", direct_endpoint(lab, remote), port) as warm:
             _jupyter.page_load(browser, warm.port, nb.token)  # the server's first builds
         for label, delay in DELAYS.items():
-            samples: dict[str, list[float]] = {tool: [] for tool in PAIR}
+            samples: dict[str, list[float]] = {name: [] for name in _LAB_TOOLS}
             with delayed(lab, remote, workdir, delay) as slow:
                 for _ in range(repeat):
-                    for tool in PAIR:
+                    for name, tool in _LAB_TOOLS.items():
                         with forwarding(tool, slow, port) as forwarder:
                             seconds = _jupyter.page_load(browser, forwarder.port, nb.token)
-                        samples[tool].append(seconds * 1e3)
-            results.append(
-                Result(
-                    f"JupyterLab first page load, {label} RTT",
-                    "ms",
-                    {tool: statistics.median(values) for tool, values in samples.items()},
-                )
-            )
+                        samples[name].append(seconds * 1e3)
+            medians = {name: statistics.median(values) for name, values in samples.items()}
+            name = f"JupyterLab first page load, {label} RTT"
+            results.append(Result(name, "ms", medians))
+            plain = {"rjupyter": medians["rjupyter Tunnel"], "openssh": medians["openssh"]}
+            results.append(Result(f"{name}, Tunnel without spare channels", "ms", plain))
     return results

@@ -35,10 +35,13 @@ def main() -> None:
     parser.add_argument("--identity", required=True)
     parser.add_argument("--host-key", required=True, help="sshd's public host key file")
     parser.add_argument("--remote-port", required=True, help="a port, or a socket's path")
+    parser.add_argument("--spare-channels", type=int, default=0, help="rjupyter's option")
     args = parser.parse_args()
     if args.tool == "rjupyter":
         remote = args.remote_port if args.remote_port.startswith("/") else int(args.remote_port)
-        with Tunnel(args.alias, remote, ssh_config=args.ssh_config) as tunnel:
+        with Tunnel(
+            args.alias, remote, ssh_config=args.ssh_config, spare_channels=args.spare_channels
+        ) as tunnel:
             _serve_until_stdin_closes(tunnel.local_port)
         return
     # Stock sshtunnel, defaults except: our logger (its own adds handlers), loopback, its own

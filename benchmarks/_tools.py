@@ -11,12 +11,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from rjupyter._forward._spares import NOTEBOOK_SPARES
 from rjupyter.testing._procs import stop_popen
 
 TOOLS = ("rjupyter", "openssh", "sshtunnel")
 #: OpenSSH with the cipher rjupyter prefers (its default is chacha20-poly1305): a reference only.
 OPENSSH_GCM = "openssh-gcm"
 _GCM = "aes128-gcm@openssh.com"
+#: rjupyter as a notebook's own forward has it: with spare channels (``RemoteNotebook`` keeps
+#: them for its server; ``Tunnel(spare_channels=...)`` is how the benchmark's process asks).
+NOTEBOOK_FORWARD = "rjupyter-notebook"
 
 
 @dataclass(frozen=True)
@@ -49,11 +53,12 @@ def forwarding(tool: str, endpoint: Endpoint, remote_port: int | str) -> Iterato
         with _openssh(endpoint, remote_port, cipher) as opened:
             yield opened
         return
+    spares = NOTEBOOK_SPARES if tool == NOTEBOOK_FORWARD else 0
     command = [
         sys.executable,
         "-m",
         "benchmarks._forward",
-        tool,
+        "rjupyter" if tool == NOTEBOOK_FORWARD else tool,
         f"--ssh-config={endpoint.ssh_config}",
         f"--alias={endpoint.alias}",
         f"--address={endpoint.address}",
@@ -62,6 +67,7 @@ def forwarding(tool: str, endpoint: Endpoint, remote_port: int | str) -> Iterato
         f"--identity={endpoint.identity}",
         f"--host-key={endpoint.host_key}",
         f"--remote-port={remote_port}",
+        f"--spare-channels={spares}",
     ]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:

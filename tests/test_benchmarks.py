@@ -4,7 +4,9 @@ directly and through a jump host, bytes checked; no timings."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from benchmarks._page_trace import Trace, analyse
 from benchmarks._report import Result, render_table
 from benchmarks._slurm import ROW
 from benchmarks._suite import check
@@ -57,3 +59,50 @@ def test_the_slurm_row_is_held_to_its_target() -> None:
     table = render_table([met, missed]).splitlines()
     assert "| 3.2 | 3 (bare sbatch) |  | 1.07x |  | <= 1.15x | met |" in table[2]
     assert table[3].endswith("| 1.37x |  | <= 1.15x | NOT met |")
+
+
+def _request(request_id: str, url: str, at: float) -> dict[str, Any]:
+    return {
+        "method": "Network.requestWillBeSent",
+        "params": {"requestId": request_id, "request": {"url": url}, "timestamp": at},
+    }
+
+
+def _response(
+    request_id: str, connection: int, at: float, wait_ms: float, *, new: bool, **headers: str
+) -> list[dict[str, Any]]:
+    timing = {
+        "requestTime": at,
+        "connectStart": 0.0 if new else -1,
+        "sendStart": 1.0,
+        "receiveHeadersEnd": 1.0 + wait_ms,
+    }
+    response = {"timing": timing, "connectionId": connection, "headers": headers}
+    done = {"requestId": request_id, "timestamp": at + (2 + wait_ms) / 1e3}
+    return [
+        {
+            "method": "Network.responseReceived",
+            "params": {"requestId": request_id, "response": response},
+        },
+        {"method": "Network.loadingFinished", "params": {**done, "encodedDataLength": 1000}},
+    ]
+
+
+def test_the_page_trace_reads_the_waits_from_network_events() -> None:
+    base = "http://127.0.0.1:8000"
+    events = [
+        _request("old", "http://127.0.0.1:7000/lab?token=t", 0.0),  # an earlier load's
+        _request("nav", f"{base}/lab?reset&token=t", 10.0),
+        *_response("nav", 1, 10.0, 200, new=False),
+        _request("js", f"{base}/static/a.js", 10.5),
+        *_response("js", 2, 10.5, 250, new=True, **{"Content-Encoding": "gzip"}),
+        _request("api", f"{base}/api/me", 10.8),
+        *_response("api", 1, 10.8, 100, new=False),
+    ]
+    trace = analyse(Trace(load=1000.0), events)
+    assert trace.lab_wait == 200
+    assert trace.new_waits == [250]
+    assert (trace.requests, trace.connections, trace.compressed) == (3, 2, 1)
+    assert trace.wire_bytes == 3000
+    # In flight: 1..202 ms, 501..752 ms, 801..902 ms after the navigation.
+    assert abs(trace.idle - (299 + 49)) < 1e-6
