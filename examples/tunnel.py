@@ -1,10 +1,12 @@
 """Forward a local port to any port on (or reachable from) a remote host, like `ssh -N -L`.
 
     python examples/tunnel.py HOST REMOTE_PORT [--remote-host ADDR] [--local-port N]
-                              [-F SSH_CONFIG] [--probe]
+                              [-F SSH_CONFIG] [--spare-channels N] [--probe]
 
 Prints the local address, then forwards until Enter or Ctrl-C. With --probe it instead connects
 once, prints the first line the remote side sends (an SSH or SMTP banner, say) and exits.
+--spare-channels keeps N channels open ahead of new connections (for a web app a browser loads:
+each new connection saves a round trip; the remote side sees connections before any client).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--remote-host", default="127.0.0.1", help="as seen from HOST")
     parser.add_argument("--local-port", type=int, help="default: any free port")
     parser.add_argument("-F", "--ssh-config", help="SSH config file (default ~/.ssh/config)")
+    parser.add_argument("--spare-channels", type=int, default=0, help="for HTTP servers")
     parser.add_argument("--probe", action="store_true", help="print the first line and exit")
     args = parser.parse_args(argv)
     try:
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             remote_host=args.remote_host,
             local_port=args.local_port,
             ssh_config=args.ssh_config,
+            spare_channels=args.spare_channels,
         ) as tunnel:
             print(
                 f"forwarding 127.0.0.1:{tunnel.local_port} -> {args.remote_host}:{args.remote_port}"

@@ -119,6 +119,21 @@ def test_a_spare_the_server_ended_is_dropped_and_the_client_answered(
     assert wait_for(lambda: not accepted(remote, traffic.port), 30)
 
 
+def test_what_the_server_sends_a_spare_first_reaches_its_client(lab: Lab, remote: LabHost) -> None:
+    # sshd speaks first (its banner), before any client: kept for the client that comes.
+    with Tunnel(
+        remote.name,
+        remote.port,
+        remote_host=remote.address,
+        ssh_config=lab.ssh_config,
+        spare_channels=2,
+    ) as tunnel:
+        # The tunnel's own login, and the two spares.
+        assert wait_for(lambda: len(accepted(remote, remote.port)) == 3, 30)
+        with socket.create_connection(("127.0.0.1", tunnel.local_port), timeout=30) as conn:
+            assert conn.makefile("rb").readline().startswith(b"SSH-2.0-OpenSSH")
+
+
 def test_spares_follow_a_reconnect(lab: Lab, remote: LabHost, traffic: TrafficServer) -> None:
     events: list[bool] = []
     with Tunnel(
