@@ -210,6 +210,82 @@ def test_a_send_waits_for_a_key_exchange_to_end(pair: tuple[Side, Side]) -> None
     assert right.sink.data == b"after the exchange"
 
 
+def _nothing_written(side: Side) -> bool:
+    sock: socket.socket = side.transport.sock
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, TimeoutError):
+        return True
+    return False
+
+
+def test_a_batch_holds_packets_back_and_keeps_them_in_sequence(pair: tuple[Side, Side]) -> None:
+    # A pump turn's packets wait for its end; another thread's packet, or one paramiko frames,
+    # writes the held ones first, so the receiver's sequence numbers and GCM counters agree.
+    left, right = pair
+    writes = left.fast.writes
+    with left.fast.batch():
+        for _ in range(3):
+            left.fast.send(left.channel, b"a,")
+        assert left.fast.writes == writes
+        assert _nothing_written(right)
+        other = threading.Thread(target=left.fast.send, args=(left.channel, b"other,"))
+        other.start()
+        other.join()
+        assert left.fast.writes == writes + 1  # the held three and the other one, at once
+        left.fast.send(left.channel, b"b,")
+        left.channel.send(b"paramiko,")  # paramiko's framing: the held packet goes first
+        assert left.fast.writes == writes + 2
+        left.fast.send(left.channel, b"c,")
+        assert left.fast.writes == writes + 2
+    assert left.fast.writes == writes + 3  # written at the end
+    left.transport._send_user_message(_ignore())
+    _read_until_ignore(right, 1)
+    assert right.sink.data == b"a,a,a,other,b,paramiko,c,"
+    out: Any = left.transport.packetizer
+    into: Any = right.transport.packetizer
+    assert out._Packetizer__sequence_number_out == into._Packetizer__sequence_number_in
+
+
+class Answering(Sink):
+    """Answers every packet fed, from the reading thread, as window adjustments are sent."""
+
+    def __init__(self, side: Side, channel: Any) -> None:
+        self.side = side
+        self.channel = channel
+
+    def feed(self, data: bytes) -> None:
+        self.side.fast.send(self.channel, b"ack " + data)
+
+
+def test_the_reader_writes_its_answers_together_before_it_waits(pair: tuple[Side, Side]) -> None:
+    left, right = pair
+    back: Any = paramiko.Channel(4)  # right's channel 4 sends to left's CHANNEL
+    back._set_transport(right.transport)
+    back._set_remote_channel(CHANNEL, 1 << 30, 32768)
+    back.settimeout(0.0)
+    receiving: Any = paramiko.Channel(CHANNEL)
+    receiving.in_buffer = left.sink
+    left.transport._channels.put(CHANNEL, receiving)
+    right.channel.in_buffer = Answering(right, back)
+    with left.fast.batch():  # ten packets in one write: whole in the reader's buffer at once
+        for index in range(10):
+            left.fast.send(left.channel, b"%d," % index)
+        left.transport._send_user_message(_ignore())
+    writes = right.fast.writes
+    _read_until_ignore(right, 1)  # (the answers are held while packets are at hand)
+    assert right.fast.writes == writes
+    reader = threading.Thread(target=_read_until_ignore, args=(right, 1))
+    reader.start()  # finds nothing whole: writes the answers, then waits
+    right.transport._send_user_message(_ignore())  # (writes them first if it has not yet)
+    _read_until_ignore(left, 1)
+    assert left.sink.data == b"".join(b"ack %d," % index for index in range(10))
+    assert right.fast.writes == writes + 1
+    left.transport._send_user_message(_ignore())
+    reader.join(10)
+    assert not reader.is_alive()
+
+
 def test_a_spliced_channel_has_every_attribute_paramiko_sets() -> None:
     # SplicedChannel builds a channel without paramiko's constructor: if a paramiko release adds
     # an attribute there, this fails before a forwarded connection meets the missing attribute.

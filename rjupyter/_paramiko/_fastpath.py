@@ -36,11 +36,14 @@ path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
+import threading
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import paramiko
@@ -49,7 +52,7 @@ from paramiko.packet import NeedRekeyException
 from ._fixes import ReadAheadChannel, ReadAheadSocket, Sink
 from ._gate import lean_path_enabled
 
-__all__ = ["FastPath", "Sink", "install", "sender"]
+__all__ = ["FastPath", "Sink", "batched_writes", "install", "sender"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,10 @@ _DATA_HEADER = struct.Struct(">BII")
 _CHANNEL_AND_LENGTH = struct.Struct(">II")
 _SEQUENCE_MASK = 0xFFFFFFFF
 _RANDOM_POOL = 4096
+#: Batched bytes written at once, so that a long turn does not hold back its first packets.
+_BATCH_BYTES = 1 << 16
+#: ... and packets (``writev`` takes at most IOV_MAX, 1024 on Linux, buffers per call).
+_BATCH_PACKETS = 512
 _ALL: weakref.WeakKeyDictionary[paramiko.Transport, FastPath] = weakref.WeakKeyDictionary()
 
 
@@ -138,12 +145,21 @@ def sender(transport: paramiko.Transport) -> FastPath | None:
     return _ALL.get(transport)
 
 
+def batched_writes(transport: Any) -> contextlib.AbstractContextManager[None]:
+    """:meth:`FastPath.batch` on ``transport`` (None: no transport yet); nothing is held back
+    where it has no lean path or reaches its server through a jump host's channel."""
+    fast = None if transport is None else _ALL.get(transport)
+    return contextlib.nullcontext() if fast is None else fast.batch()
+
+
 class FastPath:
     """CHANNEL_DATA in and out of one transport, in fewer steps than paramiko's general path.
 
     Attributes:
         packets_out: Packets (data or other) sent by this path.
         packets_in: Data packets delivered by this path.
+        writes: System calls this path made to write packets (fewer than the packets when
+            they were batched).
     """
 
     def __init__(self, transport: paramiko.Transport) -> None:
@@ -154,15 +170,26 @@ class FastPath:
         self._random_at = 0
         self.packets_out = 0
         self.packets_in = 0
+        self.writes = 0
         sock = raw.sock
         #: Where packets are written with one os.write: a TCP socket of our own.
         self._direct = isinstance(sock, ReadAheadSocket)
+        #: Packets framed but not written yet, in sequence order (write lock), and the thread
+        #: whose writes join them (see :meth:`batch`); nobody's when None.
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._batcher: int | None = None
         if isinstance(sock, (ReadAheadSocket, ReadAheadChannel)):
             self._sock: ReadAheadSocket | ReadAheadChannel | None = sock
             self._original_read = self._packetizer.read_message
             self._packetizer.read_message = self._read_message
         else:
             self._sock = None
+        if self._direct:
+            # paramiko's own sends (key exchange, keep-alives, its framing of other messages)
+            # write under the same lock: what is batched goes first, in sequence order.
+            self._original_write_all = self._packetizer.write_all
+            self._packetizer.write_all = self._write_all
 
     # -- out (any thread but the transport's) ---------------------------------------------------
 
@@ -262,18 +289,81 @@ class FastPath:
             packetizer._trigger_rekey()
 
     def _write(self, packetizer: Any, out: bytes) -> None:
-        """One ``write`` on a direct connection (a socket with a timeout would ``poll`` first);
-        whatever it does not take, and every other transport stream, goes to ``write_all``."""
-        sent = 0
-        if self._direct and self._sock is not None:
-            packetizer._Packetizer__keepalive_last = time.time()
-            try:
-                sent = os.write(self._sock.fileno(), out)
-            except OSError:  # full (EAGAIN) or failing: write_all waits, or raises as paramiko
-                sent = 0
-            if sent == len(out):
-                return
-        packetizer.write_all(out[sent:] if sent else out)
+        """Write one framed packet (write lock held): into the batch if this thread keeps
+        one, else at once, after what is batched."""
+        if not self._direct or self._sock is None:
+            packetizer.write_all(out)
+            return
+        if self._batcher == threading.get_ident():
+            self._batch.append(out)
+            self._batched += len(out)
+            if self._batched >= _BATCH_BYTES or len(self._batch) >= _BATCH_PACKETS:
+                self._flush()
+            return
+        if self._batch:  # another thread's, framed before this one: out first
+            self._batch.append(out)
+            self._flush()
+            return
+        packetizer._Packetizer__keepalive_last = time.time()
+        self.writes += 1
+        try:
+            sent = os.write(self._sock.fileno(), out)
+        except OSError:  # full (EAGAIN) or failing: write_all waits, or raises as paramiko
+            sent = 0
+        if sent < len(out):
+            self._original_write_all(out[sent:] if sent else out)
+
+    def _write_all(self, out: bytes) -> None:
+        """``Packetizer.write_all`` for paramiko's own sends (write lock held): the batch
+        first."""
+        if self._batch:
+            self._flush()
+        self._original_write_all(out)
+
+    def _flush(self) -> None:
+        """Write the batch with one ``writev`` (a socket with a timeout would ``poll`` first,
+        and ``sendall`` would join the packets); what the socket does not take now goes by
+        paramiko's ``write_all``, which waits for room or raises as paramiko does (write lock
+        held)."""
+        batch, self._batch, self._batched = self._batch, [], 0
+        assert self._sock is not None
+        self._packetizer._Packetizer__keepalive_last = time.time()
+        self.writes += 1
+        try:
+            sent = os.writev(self._sock.fileno(), batch)
+        except OSError:  # full (EAGAIN) or failing: write_all waits, or raises as paramiko
+            sent = 0
+        total = sum(map(len, batch))
+        if sent < total:
+            rest = b"".join(batch)[sent:]
+            self._original_write_all(rest)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:  # (the pump's turns)
+        """Hold back this thread's packets and write them together at the end (one system
+        call, and for the kernel and sshd one wake-up, for a turn that serves many
+        connections); other threads' packets, and every 64 KiB, write what is held first, so
+        packets still leave in sequence order. A write that fails at the end is left to the
+        transport thread, which meets the same broken connection."""
+        me = threading.get_ident()
+        lock = self._packetizer._Packetizer__write_lock
+        with lock:
+            owner = self._direct and self._batcher != me
+            if owner:
+                if self._batch:  # the transport thread's: out before this thread's
+                    self._flush()
+                self._batcher = me
+        try:
+            yield
+        finally:
+            if owner:
+                with lock:
+                    self._batcher = None
+                    if self._batch:
+                        try:
+                            self._flush()
+                        except (OSError, EOFError, paramiko.SSHException) as exc:
+                            logger.debug("cannot write batched packets: %s", exc)
 
     def _padding(self, count: int) -> bytes:
         """``count`` random bytes from a pool refilled by ``os.urandom`` (one system call per
@@ -302,8 +392,10 @@ class FastPath:
                 or packetizer._Packetizer__remainder
                 or transport._expected_packet
             ):
+                self._end_read_batch()
                 return self._original_read()  # type: ignore[no-any-return]
             if packetizer._Packetizer__need_rekey and not transport.in_kex:
+                self._end_read_batch()
                 raise NeedRekeyException()  # the transport loop starts the exchange
             buffer, start = sock.buffer, sock.taken
             held = sock.end - start
@@ -311,10 +403,14 @@ class FastPath:
             if held >= 4:
                 whole += _LENGTH.unpack_from(buffer, start)[0]
             if held < whole:
-                # Not all here yet: wait for more where it fits, else paramiko reads it.
+                # Not all here yet: wait for more where it fits, else paramiko reads it. What
+                # the packets read so far made this thread send goes before it waits.
+                self._end_read_batch()
                 if whole > len(buffer) or not self._fill(sock):
                     return self._original_read()  # type: ignore[no-any-return]
                 continue
+            if self._batcher is None and self._direct:
+                self._begin_read_batch()
             end = start + whole
             iv = packetizer._Packetizer__iv_in
             plain = packetizer._Packetizer__block_engine_in.decrypt(
@@ -336,6 +432,24 @@ class FastPath:
             message = paramiko.Message(plain[2:stop])
             message.seqno = sequence
             return plain[1], message
+
+    def _begin_read_batch(self) -> None:
+        """Batch what the transport thread sends (window adjustments, a client's first bytes
+        at an open's answer) while it handles the packets already read."""
+        with self._packetizer._Packetizer__write_lock:
+            if self._batcher is None:
+                self._batcher = threading.get_ident()
+
+    def _end_read_batch(self) -> None:
+        """Write what the transport thread batched, before it waits for the server."""
+        me = threading.get_ident()
+        if self._batcher != me:
+            return  # (another thread took the batch, and wrote what this one held)
+        with self._packetizer._Packetizer__write_lock:
+            if self._batcher == me:
+                self._batcher = None
+                if self._batch:
+                    self._flush()
 
     @staticmethod
     def _fill(sock: ReadAheadSocket | ReadAheadChannel) -> bool:

@@ -16,6 +16,7 @@ import selectors
 import socket
 import threading
 import time
+import weakref
 from typing import Any, Protocol
 
 import paramiko
@@ -68,6 +69,9 @@ class Connection:
         self.label = str(next(_labels))
         self.state = State.WAITING
         self.since = time.monotonic()
+        #: The only channel opening when this one's open was sent: its open time can serve as
+        #: a round-trip sample (set by the pump; one sent in a burst measures the queue).
+        self.alone = False
         self.channel: Any = None  # paramiko.Channel, used with some of its internals
         self.fast: FastPath | None = None  # the transport's lean path for data, if it has one
         self.relay: Relay | None = None  # the public path serves it instead (RELAYED)
@@ -428,8 +432,16 @@ _TRANSPORT_OPEN_STEPS = (
 _CHANNEL_STEPS = ("_set_window", "_check_add_window", "_send_eof")
 
 
+_CHECKED: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
 def _has_open_steps(transport: Any) -> bool:
-    """Whether ``transport`` (and this paramiko's channels) have what a lean open uses."""
-    return all(hasattr(transport, name) for name in _TRANSPORT_OPEN_STEPS) and all(
-        hasattr(paramiko.Channel, name) for name in _CHANNEL_STEPS
-    )
+    """Whether ``transport`` (and this paramiko's channels) have what a lean open uses (looked
+    at once per transport: a burst of connections asks for each)."""
+    known = _CHECKED.get(transport)
+    if known is None:
+        known = all(hasattr(transport, name) for name in _TRANSPORT_OPEN_STEPS) and all(
+            hasattr(paramiko.Channel, name) for name in _CHANNEL_STEPS
+        )
+        _CHECKED[transport] = known
+    return known
