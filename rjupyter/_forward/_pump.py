@@ -245,31 +245,36 @@ class Pump:
                 listener.close()
 
     def _turn(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
-        """Serve what the selector found ready, then the connections woken by other threads."""
+        """Serve what the selector found ready, then the connections woken by other threads.
+        A turn that may serve several connections (more than one ready or woken, or a listener
+        to accept from) batches its SSH packets (see ``batched_writes``); a lone request does
+        not wait for that."""
+        if len(self._woken) <= 1 and (
+            not ready or (len(ready) == 1 and isinstance(ready[0][0].data, Connection))
+        ):
+            self._serve_ready(ready)
+            return
+        with batched_writes(self._transport):
+            self._serve_ready(ready)
+
+    def _serve_ready(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         drain = False
-        # A turn that serves several connections batches its SSH packets (see batched_writes).
-        many = (
-            len(ready) > 1
-            or len(self._woken) > 1
-            or any(isinstance(key.data, int) for key, _ in ready)  # a listener: accepts
-        )
-        with batched_writes(self._transport) if many else contextlib.nullcontext():
-            for key, events in ready:
-                if key.data is None:
-                    drain = True
-                elif isinstance(key.data, Connection):
-                    self._serve(key.data, events)
-                else:
-                    self._accept(key.fileobj)  # type: ignore[arg-type]
-            if (
-                drain
-                or self._woken
-                or self._transport_changed
-                or self._window_changed
-                or self._listeners
-            ):
-                self._serve_woken(drain)  # (unlocked reads: the top of the loop
-                # looks again, under the lock, before the pump sleeps)
+        for key, events in ready:
+            if key.data is None:
+                drain = True
+            elif isinstance(key.data, Connection):
+                self._serve(key.data, events)
+            else:
+                self._accept(key.fileobj)  # type: ignore[arg-type]
+        if (
+            drain
+            or self._woken
+            or self._transport_changed
+            or self._window_changed
+            or self._listeners
+        ):
+            self._serve_woken(drain)  # (unlocked reads: the top of the loop looks again, under
+            # the lock, before the pump sleeps)
 
     def _resume_listeners(self) -> None:
         now = time.monotonic()
