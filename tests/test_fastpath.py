@@ -18,9 +18,16 @@ import paramiko
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from paramiko.common import MSG_CHANNEL_DATA, MSG_IGNORE, cMSG_IGNORE
+from paramiko.common import (
+    MSG_CHANNEL_CLOSE,
+    MSG_CHANNEL_DATA,
+    MSG_CHANNEL_EOF,
+    MSG_IGNORE,
+    cMSG_IGNORE,
+)
 from paramiko.packet import NeedRekeyException
 
+from rjupyter._paramiko import _fixes
 from rjupyter._paramiko._channel import SplicedChannel
 from rjupyter._paramiko._fastpath import FastPath, Sink, install, sender
 from rjupyter._paramiko._fixes import ReadAheadSocket
@@ -284,6 +291,20 @@ def test_the_reader_writes_its_answers_together_before_it_waits(pair: tuple[Side
     left.transport._send_user_message(_ignore())
     reader.join(10)
     assert not reader.is_alive()
+
+
+def test_a_close_is_answered_by_the_lean_path(pair: tuple[Side, Side]) -> None:
+    # What paramiko's transport thread calls for a CHANNEL_CLOSE (outside a key exchange):
+    # the channel closes, leaves the transport, and its EOF and CLOSE go out framed here.
+    left, right = pair
+    left.transport._channels.put(3, left.channel)
+    packets = left.fast.packets_out
+    _fixes._handle_close(left.channel, paramiko.Message())
+    assert left.channel.closed
+    assert left.transport._channels.get(3) is None
+    assert left.fast.packets_out == packets + 2
+    kinds = [right.transport.packetizer.read_message()[0] for _ in range(2)]
+    assert kinds == [MSG_CHANNEL_EOF, MSG_CHANNEL_CLOSE]
 
 
 def test_a_spliced_channel_has_every_attribute_paramiko_sets() -> None:

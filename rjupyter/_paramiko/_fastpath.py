@@ -49,7 +49,7 @@ from typing import Any
 import paramiko
 from paramiko.packet import NeedRekeyException
 
-from ._fixes import ReadAheadChannel, ReadAheadSocket, Sink
+from ._fixes import ReadAheadChannel, ReadAheadSocket, Sink, send_closes_with
 from ._gate import lean_path_enabled
 
 __all__ = ["FastPath", "Sink", "batched_writes", "install", "sender"]
@@ -137,6 +137,7 @@ def install(transport: paramiko.Transport) -> FastPath | None:
         logger.debug("paramiko %s: no lean data path", paramiko.__version__, exc_info=True)
         return None
     _ALL[transport] = fast
+    send_closes_with(transport, fast.send_message)
     return fast
 
 
