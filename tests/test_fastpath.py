@@ -9,6 +9,7 @@ import hashlib
 import os
 import random
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from paramiko.packet import NeedRekeyException
 
 from rjupyter._paramiko import _fixes
 from rjupyter._paramiko._channel import SplicedChannel
-from rjupyter._paramiko._fastpath import FastPath, Sink, install, sender
+from rjupyter._paramiko._fastpath import FastPath, Sink, _next_iv, install, sender
 from rjupyter._paramiko._fixes import ReadAheadSocket
 
 CHANNEL = 7  # the receiving side's channel number
@@ -305,6 +306,13 @@ def test_a_close_is_answered_by_the_lean_path(pair: tuple[Side, Side]) -> None:
     assert left.fast.packets_out == packets + 2
     kinds = [right.transport.packetizer.read_message()[0] for _ in range(2)]
     assert kinds == [MSG_CHANNEL_EOF, MSG_CHANNEL_CLOSE]
+
+
+def test_the_nonce_counts_as_paramiko_s() -> None:
+    for iv in (os.urandom(12), b"abcd" + b"\xff" * 7 + b"\xfe", b"abcd" + bytes(8)):
+        assert _next_iv(iv) == paramiko.packet.Packetizer._inc_iv_counter(None, iv)  # type: ignore[attr-defined]
+    with pytest.raises(struct.error):  # never wraps to a nonce used before
+        _next_iv(b"abcd" + b"\xff" * 8)
 
 
 def test_a_spliced_channel_has_every_attribute_paramiko_sets() -> None:

@@ -62,6 +62,8 @@ _LENGTH = struct.Struct(">I")
 _DATA_HEADER = struct.Struct(">BII")
 _CHANNEL_AND_LENGTH = struct.Struct(">II")
 _SEQUENCE_MASK = 0xFFFFFFFF
+#: An AES-GCM nonce: 4 fixed bytes and a 64-bit invocation counter.
+_IV = struct.Struct(">4sQ")
 _RANDOM_POOL = 4096
 #: Batched bytes written at once, so that a long turn does not hold back its first packets.
 _BATCH_BYTES = 1 << 16
@@ -100,7 +102,6 @@ _PRIVATE = (
 _PACKETIZER_STATE = (
     *("_Packetizer__" + name for name in _PRIVATE),
     "_initial_kex_done",
-    "_inc_iv_counter",
     "_trigger_rekey",
     "REKEY_BYTES",
     "REKEY_PACKETS",
@@ -180,6 +181,10 @@ class FastPath:
         self._batch: list[bytes] = []
         self._batched = 0
         self._batcher: int | None = None
+        #: The weak references behind ``Transport._channels`` (a ``ChannelMap``), if it keeps
+        #: them as this paramiko does.
+        refs = getattr(getattr(raw._channels, "_map", None), "data", None)
+        self._refs: dict[int, Any] | None = refs if isinstance(refs, dict) else None
         if isinstance(sock, (ReadAheadSocket, ReadAheadChannel)):
             self._sock: ReadAheadSocket | ReadAheadChannel | None = sock
             self._original_read = self._packetizer.read_message
@@ -273,7 +278,7 @@ class FastPath:
         size = _LENGTH.pack(len(body))
         iv = packetizer._Packetizer__iv_out
         out = size + packetizer._Packetizer__block_engine_out.encrypt(iv, body, size)
-        packetizer._Packetizer__iv_out = packetizer._inc_iv_counter(iv)
+        packetizer._Packetizer__iv_out = _next_iv(iv)
         packetizer._Packetizer__sequence_number_out = _following(
             packetizer, packetizer._Packetizer__sequence_number_out
         )
@@ -418,13 +423,13 @@ class FastPath:
                 iv, buffer[start + 4 : end], buffer[start : start + 4]
             )
             sock.taken = end
-            packetizer._Packetizer__iv_in = packetizer._inc_iv_counter(iv)
+            packetizer._Packetizer__iv_in = _next_iv(iv)
             sequence = packetizer._Packetizer__sequence_number_in
             self._count_in(packetizer, sequence, whole)
             stop = len(plain) - plain[0]  # the payload ends before the padding
             if plain[1] == _CHANNEL_DATA and stop >= 10:
                 recipient, count = _CHANNEL_AND_LENGTH.unpack_from(plain, 2)
-                channel = transport._channels.get(recipient)
+                channel = self._channel(recipient)
                 sink = None if channel is None else channel.in_buffer
                 if isinstance(sink, Sink):
                     self.packets_in += 1
@@ -433,6 +438,16 @@ class FastPath:
             message = paramiko.Message(plain[2:stop])
             message.seqno = sequence
             return plain[1], message
+
+    def _channel(self, chanid: int) -> Any:
+        """``Transport._channels.get(chanid)`` without its lock and the weak dictionary's
+        steps: a read of the dictionary under it (one per data packet; a reference that died
+        reads as no channel, as paramiko's lookup would)."""
+        refs = self._refs
+        if refs is None:
+            return self._transport._channels.get(chanid)
+        ref = refs.get(chanid)
+        return None if ref is None else ref()
 
     def _begin_read_batch(self) -> None:
         """Batch what the transport thread sends (window adjustments, a client's first bytes
@@ -484,6 +499,14 @@ class FastPath:
             packetizer._Packetizer__received_bytes_overflow = 0
             packetizer._Packetizer__received_packets_overflow = 0
             packetizer._trigger_rekey()
+
+
+def _next_iv(iv: bytes) -> bytes:
+    """``Packetizer._inc_iv_counter``: the GCM nonce after ``iv`` (RFC 5647 7.1: the last 8
+    bytes are a counter), in one unpack and one pack; like paramiko's, it raises rather than
+    wrap (a nonce used twice)."""
+    fixed, counter = _IV.unpack(iv)
+    return _IV.pack(fixed, counter + 1)
 
 
 def _following(packetizer: Any, sequence: int) -> int:
