@@ -32,6 +32,7 @@ from rjupyter._paramiko import _fixes
 from rjupyter._paramiko._channel import SplicedChannel
 from rjupyter._paramiko._fastpath import FastPath, Sink, _next_iv, install, sender
 from rjupyter._paramiko._fixes import ReadAheadSocket
+from rjupyter._paramiko._spliced import _next_channel_id
 
 CHANNEL = 7  # the receiving side's channel number
 
@@ -306,6 +307,19 @@ def test_a_close_is_answered_by_the_lean_path(pair: tuple[Side, Side]) -> None:
     assert left.fast.packets_out == packets + 2
     kinds = [right.transport.packetizer.read_message()[0] for _ in range(2)]
     assert kinds == [MSG_CHANNEL_EOF, MSG_CHANNEL_CLOSE]
+
+
+def test_channel_ids_are_chosen_as_paramiko_chooses_them(pair: tuple[Side, Side]) -> None:
+    transport = pair[0].transport
+    alive = [paramiko.Channel(chanid) for chanid in (0, 1, 2)]
+    for channel in alive:
+        transport._channels.put(channel.chanid, channel)
+    transport._channels.put(4, paramiko.Channel(4))  # dropped at once: a dead reference
+    transport._channel_counter = 0
+    assert [_next_channel_id(transport) for _ in range(3)] == [3, 4, 5]
+    transport._channel_counter = 0xFFFFFF  # wraps as paramiko's does, past the live ones
+    assert [_next_channel_id(transport) for _ in range(2)] == [0xFFFFFF, 3]
+    assert transport._channel_counter == 4
 
 
 def test_the_nonce_counts_as_paramiko_s() -> None:
