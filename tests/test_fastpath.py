@@ -19,13 +19,7 @@ import paramiko
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from paramiko.common import (
-    MSG_CHANNEL_CLOSE,
-    MSG_CHANNEL_DATA,
-    MSG_CHANNEL_EOF,
-    MSG_IGNORE,
-    cMSG_IGNORE,
-)
+from paramiko.common import MSG_CHANNEL_DATA, MSG_IGNORE, cMSG_IGNORE
 from paramiko.packet import NeedRekeyException
 
 from rjupyter._paramiko import _fixes
@@ -43,6 +37,9 @@ class Collecting(Sink):
 
     def feed(self, data: bytes) -> None:
         self.data += data
+
+    def close(self) -> None:  # (at the channel's EOF)
+        return None
 
 
 @dataclass
@@ -297,16 +294,26 @@ def test_the_reader_writes_its_answers_together_before_it_waits(pair: tuple[Side
 
 def test_a_close_is_answered_by_the_lean_path(pair: tuple[Side, Side]) -> None:
     # What paramiko's transport thread calls for a CHANNEL_CLOSE (outside a key exchange):
-    # the channel closes, leaves the transport, and its EOF and CLOSE go out framed here.
+    # the channel closes, leaves the transport, and its EOF and CLOSE go out framed here; the
+    # reader hands them to the channel's handlers itself rather than return them to the loop.
     left, right = pair
+    assert _fixes.install(right.transport)  # as every rjupyter transport has it
     left.transport._channels.put(3, left.channel)
+    receiving = right.channel
+    receiving._set_transport(right.transport)
+    receiving._set_remote_channel(3, 1 << 20, 32768)
     packets = left.fast.packets_out
     _fixes._handle_close(left.channel, paramiko.Message())
     assert left.channel.closed
     assert left.transport._channels.get(3) is None
     assert left.fast.packets_out == packets + 2
-    kinds = [right.transport.packetizer.read_message()[0] for _ in range(2)]
-    assert kinds == [MSG_CHANNEL_EOF, MSG_CHANNEL_CLOSE]
+    left.transport._send_user_message(_ignore())
+    returned = _read_until_ignore(right, 1)
+    assert [kind for kind, _ in returned] == [MSG_IGNORE]
+    assert receiving.eof_received
+    assert receiving.closed  # ... and answered with its own EOF and CLOSE
+    assert right.transport._channels.get(CHANNEL) is None
+    assert right.fast.packets_out == 2
 
 
 def test_channel_ids_are_chosen_as_paramiko_chooses_them(pair: tuple[Side, Side]) -> None:

@@ -40,10 +40,8 @@ import contextlib
 import logging
 import os
 import struct
-import threading
 import time
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 import paramiko
@@ -51,12 +49,17 @@ from paramiko.packet import NeedRekeyException
 
 from ._fixes import ReadAheadChannel, ReadAheadSocket, Sink, send_closes_with
 from ._gate import lean_path_enabled
+from ._writes import PacketWriter
 
 __all__ = ["FastPath", "Sink", "batched_writes", "install", "sender"]
 
 logger = logging.getLogger(__name__)
 
 _CHANNEL_DATA = 94
+_OPEN_CONFIRMATION = 91
+#: Messages of a channel's life handled here rather than by paramiko's transport loop: the open
+#: confirmation, EOF and close.
+_LIFECYCLE = frozenset((_OPEN_CONFIRMATION, 96, 97))
 _LENGTH = struct.Struct(">I")
 #: message type, recipient channel, data length
 _DATA_HEADER = struct.Struct(">BII")
@@ -65,10 +68,6 @@ _SEQUENCE_MASK = 0xFFFFFFFF
 #: An AES-GCM nonce: 4 fixed bytes and a 64-bit invocation counter.
 _IV = struct.Struct(">4sQ")
 _RANDOM_POOL = 4096
-#: Batched bytes written at once, so that a long turn does not hold back its first packets.
-_BATCH_BYTES = 1 << 16
-#: ... and packets (``writev`` takes at most IOV_MAX, 1024 on Linux, buffers per call).
-_BATCH_PACKETS = 512
 _ALL: weakref.WeakKeyDictionary[paramiko.Transport, FastPath] = weakref.WeakKeyDictionary()
 
 
@@ -107,6 +106,8 @@ _PACKETIZER_STATE = (
     "REKEY_PACKETS",
 )
 _TRANSPORT_STATE = (
+    "_handler_table",
+    "_channel_handler_table",
     "clear_to_send",
     "clear_to_send_lock",
     "clear_to_send_timeout",
@@ -148,8 +149,8 @@ def sender(transport: paramiko.Transport) -> FastPath | None:
 
 
 def batched_writes(transport: Any) -> contextlib.AbstractContextManager[None]:
-    """:meth:`FastPath.batch` on ``transport`` (None: no transport yet); nothing is held back
-    where it has no lean path or reaches its server through a jump host's channel."""
+    """:meth:`PacketWriter.batch` on ``transport`` (None: no transport yet); nothing is held
+    back where it has no lean path or reaches its server through a jump host's channel."""
     fast = None if transport is None else _ALL.get(transport)
     return contextlib.nullcontext() if fast is None else fast.batch()
 
@@ -160,8 +161,6 @@ class FastPath:
     Attributes:
         packets_out: Packets (data or other) sent by this path.
         packets_in: Data packets delivered by this path.
-        writes: System calls this path made to write packets (fewer than the packets when
-            they were batched).
     """
 
     def __init__(self, transport: paramiko.Transport) -> None:
@@ -172,15 +171,9 @@ class FastPath:
         self._random_at = 0
         self.packets_out = 0
         self.packets_in = 0
-        self.writes = 0
         sock = raw.sock
         #: Where packets are written with one os.write: a TCP socket of our own.
         self._direct = isinstance(sock, ReadAheadSocket)
-        #: Packets framed but not written yet, in sequence order (write lock), and the thread
-        #: whose writes join them (see :meth:`batch`); nobody's when None.
-        self._batch: list[bytes] = []
-        self._batched = 0
-        self._batcher: int | None = None
         #: The weak references behind ``Transport._channels`` (a ``ChannelMap``), if it keeps
         #: them as this paramiko does.
         refs = getattr(getattr(raw._channels, "_map", None), "data", None)
@@ -191,11 +184,7 @@ class FastPath:
             self._packetizer.read_message = self._read_message
         else:
             self._sock = None
-        if self._direct:
-            # paramiko's own sends (key exchange, keep-alives, its framing of other messages)
-            # write under the same lock: what is batched goes first, in sequence order.
-            self._original_write_all = self._packetizer.write_all
-            self._packetizer.write_all = self._write_all
+        self._writer = PacketWriter(self._packetizer, sock) if self._direct else None
 
     # -- out (any thread but the transport's) ---------------------------------------------------
 
@@ -295,81 +284,22 @@ class FastPath:
             packetizer._trigger_rekey()
 
     def _write(self, packetizer: Any, out: bytes) -> None:
-        """Write one framed packet (write lock held): into the batch if this thread keeps
-        one, else at once, after what is batched."""
-        if not self._direct or self._sock is None:
+        """Write one framed packet (write lock held): by the batching writer on a socket of
+        our own, else by paramiko's ``write_all``."""
+        if self._writer is None:
             packetizer.write_all(out)
-            return
-        if self._batcher == threading.get_ident():
-            self._batch.append(out)
-            self._batched += len(out)
-            if self._batched >= _BATCH_BYTES or len(self._batch) >= _BATCH_PACKETS:
-                self._flush()
-            return
-        if self._batch:  # another thread's, framed before this one: out first
-            self._batch.append(out)
-            self._flush()
-            return
-        packetizer._Packetizer__keepalive_last = time.time()
-        self.writes += 1
-        try:
-            sent = os.write(self._sock.fileno(), out)
-        except OSError:  # full (EAGAIN) or failing: write_all waits, or raises as paramiko
-            sent = 0
-        if sent < len(out):
-            self._original_write_all(out[sent:] if sent else out)
+        else:
+            self._writer.write(out)
 
-    def _write_all(self, out: bytes) -> None:
-        """``Packetizer.write_all`` for paramiko's own sends (write lock held): the batch
-        first."""
-        if self._batch:
-            self._flush()
-        self._original_write_all(out)
+    @property
+    def writes(self) -> int:
+        """System calls made to write this path's packets (fewer than the packets when they
+        were batched; 0 where paramiko writes them)."""
+        return 0 if self._writer is None else self._writer.writes
 
-    def _flush(self) -> None:
-        """Write the batch with one ``writev`` (a socket with a timeout would ``poll`` first,
-        and ``sendall`` would join the packets); what the socket does not take now goes by
-        paramiko's ``write_all``, which waits for room or raises as paramiko does (write lock
-        held)."""
-        batch, self._batch, self._batched = self._batch, [], 0
-        assert self._sock is not None
-        self._packetizer._Packetizer__keepalive_last = time.time()
-        self.writes += 1
-        try:
-            sent = os.writev(self._sock.fileno(), batch)
-        except OSError:  # full (EAGAIN) or failing: write_all waits, or raises as paramiko
-            sent = 0
-        total = sum(map(len, batch))
-        if sent < total:
-            rest = b"".join(batch)[sent:]
-            self._original_write_all(rest)
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:  # (the pump's turns)
-        """Hold back this thread's packets and write them together at the end (one system
-        call, and for the kernel and sshd one wake-up, for a turn that serves many
-        connections); other threads' packets, and every 64 KiB, write what is held first, so
-        packets still leave in sequence order. A write that fails at the end is left to the
-        transport thread, which meets the same broken connection."""
-        me = threading.get_ident()
-        lock = self._packetizer._Packetizer__write_lock
-        with lock:
-            owner = self._direct and self._batcher != me
-            if owner:
-                if self._batch:  # the transport thread's: out before this thread's
-                    self._flush()
-                self._batcher = me
-        try:
-            yield
-        finally:
-            if owner:
-                with lock:
-                    self._batcher = None
-                    if self._batch:
-                        try:
-                            self._flush()
-                        except (OSError, EOFError, paramiko.SSHException) as exc:
-                            logger.debug("cannot write batched packets: %s", exc)
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """:meth:`PacketWriter.batch` where packets go to a socket of our own."""
+        return contextlib.nullcontext() if self._writer is None else self._writer.batch()
 
     def _padding(self, count: int) -> bytes:
         """``count`` random bytes from a pool refilled by ``os.urandom`` (one system call per
@@ -389,6 +319,7 @@ class FastPath:
         transport = self._transport
         sock = self._sock
         assert sock is not None
+        writer = self._writer
         while True:
             if (
                 not packetizer._Packetizer__aead_in
@@ -398,10 +329,10 @@ class FastPath:
                 or packetizer._Packetizer__remainder
                 or transport._expected_packet
             ):
-                self._end_read_batch()
+                self._end_reading()
                 return self._original_read()  # type: ignore[no-any-return]
             if packetizer._Packetizer__need_rekey and not transport.in_kex:
-                self._end_read_batch()
+                self._end_reading()
                 raise NeedRekeyException()  # the transport loop starts the exchange
             buffer, start = sock.buffer, sock.taken
             held = sock.end - start
@@ -411,12 +342,12 @@ class FastPath:
             if held < whole:
                 # Not all here yet: wait for more where it fits, else paramiko reads it. What
                 # the packets read so far made this thread send goes before it waits.
-                self._end_read_batch()
+                self._end_reading()
                 if whole > len(buffer) or not self._fill(sock):
                     return self._original_read()  # type: ignore[no-any-return]
                 continue
-            if self._batcher is None and self._direct:
-                self._begin_read_batch()
+            if writer is not None:
+                writer.begin_reading()
             end = start + whole
             iv = packetizer._Packetizer__iv_in
             plain = packetizer._Packetizer__block_engine_in.decrypt(
@@ -437,7 +368,29 @@ class FastPath:
                     continue
             message = paramiko.Message(plain[2:stop])
             message.seqno = sequence
+            if plain[1] in _LIFECYCLE and stop >= 6 and self._dispatch(transport, plain, message):
+                continue
             return plain[1], message
+
+    def _dispatch(self, transport: Any, plain: bytes, message: paramiko.Message) -> bool:
+        """Hand a channel's open confirmation, EOF or close to the handler paramiko's transport
+        loop would call, from here (three in every connection's life; the loop's own steps
+        for each cost as much as the handler). False for anything the loop must see: a
+        channel it does not know (it logs, or ends the session), a handler it lacks."""
+        kind = plain[1]
+        if kind == _OPEN_CONFIRMATION:
+            handler = transport._handler_table.get(kind)
+            if handler is None:
+                return False
+            handler(message)  # (it finds the channel; a client needs no authentication check)
+            return True
+        handler = transport._channel_handler_table.get(kind)
+        channel = self._channel(_LENGTH.unpack_from(plain, 2)[0])
+        if handler is None or channel is None:
+            return False
+        message.get_int()  # the recipient channel, read as the loop reads it
+        handler(channel, message)
+        return True
 
     def _channel(self, chanid: int) -> Any:
         """``Transport._channels.get(chanid)`` without its lock and the weak dictionary's
@@ -449,23 +402,9 @@ class FastPath:
         ref = refs.get(chanid)
         return None if ref is None else ref()
 
-    def _begin_read_batch(self) -> None:
-        """Batch what the transport thread sends (window adjustments, a client's first bytes
-        at an open's answer) while it handles the packets already read."""
-        with self._packetizer._Packetizer__write_lock:
-            if self._batcher is None:
-                self._batcher = threading.get_ident()
-
-    def _end_read_batch(self) -> None:
-        """Write what the transport thread batched, before it waits for the server."""
-        me = threading.get_ident()
-        if self._batcher != me:
-            return  # (another thread took the batch, and wrote what this one held)
-        with self._packetizer._Packetizer__write_lock:
-            if self._batcher == me:
-                self._batcher = None
-                if self._batch:
-                    self._flush()
+    def _end_reading(self) -> None:
+        if self._writer is not None:
+            self._writer.end_reading()
 
     @staticmethod
     def _fill(sock: ReadAheadSocket | ReadAheadChannel) -> bool:
