@@ -14,12 +14,14 @@ message:
 - **Out** (:meth:`FastPath.send`, from the pump): the channel's window as
   ``Channel._wait_for_send_window`` takes it, the key-exchange gate of
   ``Transport._send_user_message``, then the packet as ``Packetizer.send_message`` frames it
-  for AES-GCM, written with one ``write`` (no ``poll`` first).
+  for AES-GCM, written by :class:`~._writes.PacketWriter` (one ``write``, or one ``writev``
+  for a batch).
 - **In** (``Packetizer.read_message``, replaced on the one transport): a packet already whole
   in the :class:`~rjupyter._paramiko._fixes.ReadAheadSocket`'s buffer is decrypted there; if it
   is data for a channel whose receive buffer is a :class:`Sink`, the bytes go straight to it and
-  the next packet is read, without returning to the transport loop. Anything else is handed to
-  the transport loop exactly as paramiko's ``read_message`` would have.
+  the next packet is read, without returning to the transport loop; a known channel's open
+  confirmation, EOF or close goes to the handler the loop would call. Anything else is handed
+  to the transport loop exactly as paramiko's ``read_message`` would have.
 
 Anything outside the common case goes to paramiko's code unchanged: another cipher or a MAC,
 compression, packet dumps, a key exchange in progress or expected packets, the handshake, a
