@@ -9,6 +9,7 @@ import hashlib
 import os
 import random
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +22,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from paramiko.common import MSG_CHANNEL_DATA, MSG_IGNORE, cMSG_IGNORE
 from paramiko.packet import NeedRekeyException
 
+from rjupyter._paramiko import _fixes
 from rjupyter._paramiko._channel import SplicedChannel
-from rjupyter._paramiko._fastpath import FastPath, Sink, install, sender
+from rjupyter._paramiko._fastpath import FastPath, Sink, _next_iv, install, sender
 from rjupyter._paramiko._fixes import ReadAheadSocket
+from rjupyter._paramiko._spliced import _next_channel_id
 
 CHANNEL = 7  # the receiving side's channel number
 
@@ -34,6 +37,9 @@ class Collecting(Sink):
 
     def feed(self, data: bytes) -> None:
         self.data += data
+
+    def close(self) -> None:  # (at the channel's EOF)
+        return None
 
 
 @dataclass
@@ -208,6 +214,126 @@ def test_a_send_waits_for_a_key_exchange_to_end(pair: tuple[Side, Side]) -> None
     left.transport._send_message(_ignore())
     _read_until_ignore(right, 1)
     assert right.sink.data == b"after the exchange"
+
+
+def _nothing_written(side: Side) -> bool:
+    sock: socket.socket = side.transport.sock
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, TimeoutError):
+        return True
+    return False
+
+
+def test_a_batch_holds_packets_back_and_keeps_them_in_sequence(pair: tuple[Side, Side]) -> None:
+    # A pump turn's packets wait for its end; another thread's packet, or one paramiko frames,
+    # writes the held ones first, so the receiver's sequence numbers and GCM counters agree.
+    left, right = pair
+    writes = left.fast.writes
+    with left.fast.batch():
+        for _ in range(3):
+            left.fast.send(left.channel, b"a,")
+        assert left.fast.writes == writes
+        assert _nothing_written(right)
+        other = threading.Thread(target=left.fast.send, args=(left.channel, b"other,"))
+        other.start()
+        other.join()
+        assert left.fast.writes == writes + 1  # the held three and the other one, at once
+        left.fast.send(left.channel, b"b,")
+        left.channel.send(b"paramiko,")  # paramiko's framing: the held packet goes first
+        assert left.fast.writes == writes + 2
+        left.fast.send(left.channel, b"c,")
+        assert left.fast.writes == writes + 2
+    assert left.fast.writes == writes + 3  # written at the end
+    left.transport._send_user_message(_ignore())
+    _read_until_ignore(right, 1)
+    assert right.sink.data == b"a,a,a,other,b,paramiko,c,"
+    out: Any = left.transport.packetizer
+    into: Any = right.transport.packetizer
+    assert out._Packetizer__sequence_number_out == into._Packetizer__sequence_number_in
+
+
+class Answering(Sink):
+    """Answers every packet fed, from the reading thread, as window adjustments are sent."""
+
+    def __init__(self, side: Side, channel: Any) -> None:
+        self.side = side
+        self.channel = channel
+
+    def feed(self, data: bytes) -> None:
+        self.side.fast.send(self.channel, b"ack " + data)
+
+
+def test_the_reader_writes_its_answers_together_before_it_waits(pair: tuple[Side, Side]) -> None:
+    left, right = pair
+    back: Any = paramiko.Channel(4)  # right's channel 4 sends to left's CHANNEL
+    back._set_transport(right.transport)
+    back._set_remote_channel(CHANNEL, 1 << 30, 32768)
+    back.settimeout(0.0)
+    receiving: Any = paramiko.Channel(CHANNEL)
+    receiving.in_buffer = left.sink
+    left.transport._channels.put(CHANNEL, receiving)
+    right.channel.in_buffer = Answering(right, back)
+    with left.fast.batch():  # ten packets in one write: whole in the reader's buffer at once
+        for index in range(10):
+            left.fast.send(left.channel, b"%d," % index)
+        left.transport._send_user_message(_ignore())
+    writes = right.fast.writes
+    _read_until_ignore(right, 1)  # (the answers are held while packets are at hand)
+    assert right.fast.writes == writes
+    reader = threading.Thread(target=_read_until_ignore, args=(right, 1))
+    reader.start()  # finds nothing whole: writes the answers, then waits
+    right.transport._send_user_message(_ignore())  # (writes them first if it has not yet)
+    _read_until_ignore(left, 1)
+    assert left.sink.data == b"".join(b"ack %d," % index for index in range(10))
+    assert right.fast.writes == writes + 1
+    left.transport._send_user_message(_ignore())
+    reader.join(10)
+    assert not reader.is_alive()
+
+
+def test_a_close_is_answered_by_the_lean_path(pair: tuple[Side, Side]) -> None:
+    # What paramiko's transport thread calls for a CHANNEL_CLOSE (outside a key exchange):
+    # the channel closes, leaves the transport, and its EOF and CLOSE go out framed here; the
+    # reader hands them to the channel's handlers itself rather than return them to the loop.
+    left, right = pair
+    assert _fixes.install(right.transport)  # as every rjupyter transport has it
+    left.transport._channels.put(3, left.channel)
+    receiving = right.channel
+    receiving._set_transport(right.transport)
+    receiving._set_remote_channel(3, 1 << 20, 32768)
+    packets = left.fast.packets_out
+    _fixes._handle_close(left.channel, paramiko.Message())
+    assert left.channel.closed
+    assert left.transport._channels.get(3) is None
+    assert left.fast.packets_out == packets + 2
+    left.transport._send_user_message(_ignore())
+    returned = _read_until_ignore(right, 1)
+    assert [kind for kind, _ in returned] == [MSG_IGNORE]
+    assert receiving.eof_received
+    assert receiving.closed  # ... and answered with its own EOF and CLOSE
+    assert right.transport._channels.get(CHANNEL) is None
+    assert right.fast.packets_out == 2
+
+
+def test_channel_ids_are_chosen_as_paramiko_chooses_them(pair: tuple[Side, Side]) -> None:
+    transport = pair[0].transport
+    alive = [paramiko.Channel(chanid) for chanid in (0, 1, 2)]
+    for channel in alive:
+        transport._channels.put(channel.chanid, channel)
+    transport._channels.put(4, paramiko.Channel(4))  # dropped at once: a dead reference
+    transport._channel_counter = 0
+    assert [_next_channel_id(transport) for _ in range(3)] == [3, 4, 5]
+    transport._channel_counter = 0xFFFFFF  # wraps as paramiko's does, past the live ones
+    assert [_next_channel_id(transport) for _ in range(2)] == [0xFFFFFF, 3]
+    assert transport._channel_counter == 4
+
+
+def test_the_nonce_counts_as_paramiko_s() -> None:
+    for iv in (os.urandom(12), b"abcd" + b"\xff" * 7 + b"\xfe", b"abcd" + bytes(8)):
+        assert _next_iv(iv) == paramiko.packet.Packetizer._inc_iv_counter(None, iv)  # type: ignore[attr-defined]
+    with pytest.raises(struct.error):  # never wraps to a nonce used before
+        _next_iv(b"abcd" + b"\xff" * 8)
 
 
 def test_a_spliced_channel_has_every_attribute_paramiko_sets() -> None:

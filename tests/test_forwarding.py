@@ -86,6 +86,32 @@ def test_a_burst_of_200_connections(tunnel: Tunnel) -> None:
     assert failures == []
 
 
+def test_a_burst_keeps_the_windows_and_leaves_in_few_writes(
+    tunnel: Tunnel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The opens of a burst wait behind each other: their times measure the queue, not the link,
+    # and must not make every window grow. Only an open with no other beside it is a sample.
+    forwarder = tunnel._forwarder
+    assert forwarder is not None
+    samples: list[float] = []
+    observe = forwarder.link.observe
+
+    def counted(seconds: float) -> None:
+        samples.append(seconds)
+        observe(seconds)
+
+    monkeypatch.setattr(forwarder.link, "observe", counted)
+    fast = _fast_path(tunnel)
+    writes, packets = fast.writes, fast.packets_out
+    with ThreadPoolExecutor(64) as pool:
+        jobs = [pool.submit(echo, tunnel.local_port, b"q" * 512) for _ in range(200)]
+        assert [job.exception() for job in jobs if job.exception() is not None] == []
+    assert len(samples) < 50, samples
+    assert forwarder.link.window() == MIN_WINDOW
+    # The turns that serve many connections write their packets together (opens, data, EOFs).
+    assert fast.writes - writes < (fast.packets_out - packets) / 2
+
+
 @pytest.fixture
 def slow_tunnel(
     tmp_path: Path, lab: Lab, remote: LabHost, traffic: TrafficServer

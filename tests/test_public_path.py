@@ -221,15 +221,15 @@ def test_a_renamed_internal_raised_in_the_open_falls_back_and_the_pump_lives(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    real = paramiko.Transport._next_channel  # type: ignore[attr-defined]
+    real = paramiko.Transport._sanitize_window_size  # type: ignore[attr-defined]
 
-    def renamed(self: Any) -> int:
+    def renamed(self: Any, window: int) -> int:
         # A release that renamed it: paramiko's own code uses the new name, ours the old one.
         if sys._getframe(1).f_globals["__name__"] == _spliced.__name__:
-            raise AttributeError("'Transport' object has no attribute '_next_channel'")
-        return real(self)  # type: ignore[no-any-return]
+            raise AttributeError("'Transport' object has no attribute '_sanitize_window_size'")
+        return real(self, window)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(paramiko.Transport, "_next_channel", renamed)
+    monkeypatch.setattr(paramiko.Transport, "_sanitize_window_size", renamed)
     pump, listener = serve(link)
     with caplog.at_level(logging.WARNING, logger="rjupyter._paramiko._gate"):
         assert _round_trip(listener) == b"hello " * 40_000

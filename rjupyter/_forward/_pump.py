@@ -54,7 +54,7 @@ from typing import Any
 import paramiko
 
 from .._errors import TunnelError
-from .._paramiko._socket import transport_socket
+from .._paramiko._fastpath import batched_writes
 from .._paramiko._spliced import Connection, State
 from .._paramiko._streamlocal import Address, describe
 from .._paramiko._window import grow_stream_window
@@ -73,7 +73,6 @@ LINK_WAIT = 30.0
 CHANNEL_OPEN_TIMEOUT = 30.0
 #: Seconds a listener is not watched after accept() failed (e.g. out of file descriptors).
 _PAUSE = 0.1
-_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
 #: Connections accepted per turn of the loop, so that a burst does not starve the others.
 _ACCEPTS_PER_TURN = 64
 #: Open connections per tunnel at most (each may queue up to one channel window of data, so
@@ -255,51 +254,42 @@ class Pump:
                 listener.close()
 
     def _turn(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
-        """Serve what the selector found ready, then the connections woken by other threads."""
+        """Serve what the selector found ready, then the connections woken by other threads.
+        A turn that may serve several connections (more than one ready or woken, or a listener
+        to accept from) batches its SSH packets (see ``batched_writes``); a lone request does
+        not wait for that."""
+        if len(self._woken) <= 1 and (
+            not ready or (len(ready) == 1 and isinstance(ready[0][0].data, Connection))
+        ):
+            self._serve_ready(ready)
+            return
+        with batched_writes(self._transport):
+            self._serve_ready(ready)
+
+    def _serve_ready(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         drain = False
-        # A turn that serves several connections corks the SSH socket (see _cork).
-        corked = (len(ready) > 1 or len(self._woken) > 1) and self._cork(True)
-        try:
-            for key, events in ready:
-                if key.data is None:
-                    drain = True
-                elif isinstance(key.data, Connection):
-                    self._serve(key.data, events)
-                else:
-                    self._accept(key.fileobj)  # type: ignore[arg-type]
-            if (
-                drain
-                or self._woken
-                or self._transport_changed
-                or self._window_changed
-                or self._listeners
-            ):
-                self._serve_woken(drain)  # (unlocked reads: the top of the loop
-                # looks again, under the lock, before the pump sleeps)
-        finally:
-            if corked:
-                self._cork(False)
+        for key, events in ready:
+            if key.data is None:
+                drain = True
+            elif isinstance(key.data, Connection):
+                self._serve(key.data, events)
+            else:
+                self._accept(key.fileobj)  # type: ignore[arg-type]
+        if (
+            drain
+            or self._woken
+            or self._transport_changed
+            or self._window_changed
+            or self._listeners
+        ):
+            self._serve_woken(drain)  # (unlocked reads: the top of the loop looks again, under
+            # the lock, before the pump sleeps)
 
     def _resume_listeners(self) -> None:
         now = time.monotonic()
         for entry in [entry for entry in self._paused if entry[0] <= now]:
             self._paused.remove(entry)
             self._selector.register(entry[1], selectors.EVENT_READ, entry[1].fileno())
-
-    def _cork(self, on: bool) -> bool:
-        """Cork (or uncork) the SSH socket: while corked, partial TCP segments are held back,
-        so the SSH packets of a turn that serves several connections (a burst of opens, data,
-        EOFs) leave in a few segments instead of one each, which saves the kernel (and sshd) a
-        send and a wake-up per packet. Linux only (TCP_CORK); False (nothing done) elsewhere
-        and over a jump host's channel."""
-        sock = transport_socket(self._transport)
-        if _TCP_CORK is None or sock is None:
-            return False
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
-        except OSError:
-            return False
-        return True
 
     def _serve_woken(self, drain: bool) -> None:
         if drain:
@@ -389,6 +379,7 @@ class Pump:
             return
         if transport is None or not transport.is_active():
             return  # waits (WAITING) until use_transport, give_up or LINK_WAIT
+        connection.alone = len(self._unopened) == 1  # (it is one of them)
         try:
             served_here = connection.open(
                 transport,
@@ -452,7 +443,10 @@ class Pump:
         if failure:
             self._fail(connection, failure)
             return False
-        self._link.observe(time.monotonic() - connection.since)
+        if connection.alone and len(self._unopened) == 1:
+            # Opened with no other open before or beside it: the time is the link's round
+            # trip, not a queue (a burst of opens would make the windows grow for nothing).
+            self._link.observe(time.monotonic() - connection.since)
         connection.grow_window(self._link.window())  # if it changed while the channel opened
         connection.state = State.OPEN
         self._unopened.discard(connection)

@@ -57,7 +57,7 @@ class Spares:
     Args:
         pump: The pump that serves the connections once taken.
         remote_address: ``(host, port)`` as seen from the SSH server, or a socket's path there.
-        link: The link's round trip: sizes each channel's window and learns from open times.
+        link: The link's round trip: sizes each channel's window.
         max_packet: The largest SSH packet the server may send us.
         count: Spares kept at most (0: none, the pump opens a channel per connection).
         idle: Seconds a spare no client took stays open.
@@ -141,7 +141,7 @@ class Spares:
                 logger.debug("a spare channel did not open: %s", failure)
                 self._drop(connection)
                 return
-            self._link.observe(time.monotonic() - connection.since)
+            # (Not a round-trip sample: spares open in bursts, and a burst's opens queue.)
             connection.state = State.OPEN
         if not self._usable(connection):
             logger.debug("the server ended a spare channel; dropped")

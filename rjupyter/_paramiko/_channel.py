@@ -156,6 +156,12 @@ class SplicedChannel(paramiko.Channel):
         self.exit_status = -1
         self.origin_addr = None
 
+    def _log(self, level: int, msg: str, *args: Any) -> None:
+        # paramiko joins the line (``"[chan " + name + "] " + msg``) before the logger looks at
+        # its level: three or four times in every connection's life, almost never logged.
+        if self.logger.isEnabledFor(level):
+            super()._log(level, msg, *args)  # type: ignore[misc]
+
 
 def _matches_paramiko() -> bool:
     """Whether :class:`SplicedChannel` sets what this paramiko's ``Channel()`` sets."""

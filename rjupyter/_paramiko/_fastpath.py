@@ -14,12 +14,14 @@ message:
 - **Out** (:meth:`FastPath.send`, from the pump): the channel's window as
   ``Channel._wait_for_send_window`` takes it, the key-exchange gate of
   ``Transport._send_user_message``, then the packet as ``Packetizer.send_message`` frames it
-  for AES-GCM, written with one ``write`` (no ``poll`` first).
+  for AES-GCM, written by :class:`~._writes.PacketWriter` (one ``write``, or one ``writev``
+  for a batch).
 - **In** (``Packetizer.read_message``, replaced on the one transport): a packet already whole
   in the :class:`~rjupyter._paramiko._fixes.ReadAheadSocket`'s buffer is decrypted there; if it
   is data for a channel whose receive buffer is a :class:`Sink`, the bytes go straight to it and
-  the next packet is read, without returning to the transport loop. Anything else is handed to
-  the transport loop exactly as paramiko's ``read_message`` would have.
+  the next packet is read, without returning to the transport loop; a known channel's open
+  confirmation, EOF or close goes to the handler the loop would call. Anything else is handed
+  to the transport loop exactly as paramiko's ``read_message`` would have.
 
 Anything outside the common case goes to paramiko's code unchanged: another cipher or a MAC,
 compression, packet dumps, a key exchange in progress or expected packets, the handshake, a
@@ -36,6 +38,7 @@ path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -46,19 +49,26 @@ from typing import Any
 import paramiko
 from paramiko.packet import NeedRekeyException
 
-from ._fixes import ReadAheadChannel, ReadAheadSocket, Sink
+from ._fixes import ReadAheadChannel, ReadAheadSocket, Sink, send_closes_with
 from ._gate import lean_path_enabled
+from ._writes import PacketWriter
 
-__all__ = ["FastPath", "Sink", "install", "sender"]
+__all__ = ["FastPath", "Sink", "batched_writes", "install", "sender"]
 
 logger = logging.getLogger(__name__)
 
 _CHANNEL_DATA = 94
+_OPEN_CONFIRMATION = 91
+#: Messages of a channel's life handled here rather than by paramiko's transport loop: the open
+#: confirmation, EOF and close.
+_LIFECYCLE = frozenset((_OPEN_CONFIRMATION, 96, 97))
 _LENGTH = struct.Struct(">I")
 #: message type, recipient channel, data length
 _DATA_HEADER = struct.Struct(">BII")
 _CHANNEL_AND_LENGTH = struct.Struct(">II")
 _SEQUENCE_MASK = 0xFFFFFFFF
+#: An AES-GCM nonce: 4 fixed bytes and a 64-bit invocation counter.
+_IV = struct.Struct(">4sQ")
 _RANDOM_POOL = 4096
 _ALL: weakref.WeakKeyDictionary[paramiko.Transport, FastPath] = weakref.WeakKeyDictionary()
 
@@ -93,12 +103,13 @@ _PRIVATE = (
 _PACKETIZER_STATE = (
     *("_Packetizer__" + name for name in _PRIVATE),
     "_initial_kex_done",
-    "_inc_iv_counter",
     "_trigger_rekey",
     "REKEY_BYTES",
     "REKEY_PACKETS",
 )
 _TRANSPORT_STATE = (
+    "_handler_table",
+    "_channel_handler_table",
     "clear_to_send",
     "clear_to_send_lock",
     "clear_to_send_timeout",
@@ -130,12 +141,20 @@ def install(transport: paramiko.Transport) -> FastPath | None:
         logger.debug("paramiko %s: no lean data path", paramiko.__version__, exc_info=True)
         return None
     _ALL[transport] = fast
+    send_closes_with(transport, fast.send_message)
     return fast
 
 
 def sender(transport: paramiko.Transport) -> FastPath | None:
     """The fast path installed on ``transport``, if any."""
     return _ALL.get(transport)
+
+
+def batched_writes(transport: Any) -> contextlib.AbstractContextManager[None]:
+    """:meth:`PacketWriter.batch` on ``transport`` (None: no transport yet); nothing is held
+    back where it has no lean path or reaches its server through a jump host's channel."""
+    fast = None if transport is None else _ALL.get(transport)
+    return contextlib.nullcontext() if fast is None else fast.batch()
 
 
 class FastPath:
@@ -157,12 +176,17 @@ class FastPath:
         sock = raw.sock
         #: Where packets are written with one os.write: a TCP socket of our own.
         self._direct = isinstance(sock, ReadAheadSocket)
+        #: The weak references behind ``Transport._channels`` (a ``ChannelMap``), if it keeps
+        #: them as this paramiko does.
+        refs = getattr(getattr(raw._channels, "_map", None), "data", None)
+        self._refs: dict[int, Any] | None = refs if isinstance(refs, dict) else None
         if isinstance(sock, (ReadAheadSocket, ReadAheadChannel)):
             self._sock: ReadAheadSocket | ReadAheadChannel | None = sock
             self._original_read = self._packetizer.read_message
             self._packetizer.read_message = self._read_message
         else:
             self._sock = None
+        self._writer = PacketWriter(self._packetizer, sock) if self._direct else None
 
     # -- out (any thread but the transport's) ---------------------------------------------------
 
@@ -245,7 +269,7 @@ class FastPath:
         size = _LENGTH.pack(len(body))
         iv = packetizer._Packetizer__iv_out
         out = size + packetizer._Packetizer__block_engine_out.encrypt(iv, body, size)
-        packetizer._Packetizer__iv_out = packetizer._inc_iv_counter(iv)
+        packetizer._Packetizer__iv_out = _next_iv(iv)
         packetizer._Packetizer__sequence_number_out = _following(
             packetizer, packetizer._Packetizer__sequence_number_out
         )
@@ -262,18 +286,22 @@ class FastPath:
             packetizer._trigger_rekey()
 
     def _write(self, packetizer: Any, out: bytes) -> None:
-        """One ``write`` on a direct connection (a socket with a timeout would ``poll`` first);
-        whatever it does not take, and every other transport stream, goes to ``write_all``."""
-        sent = 0
-        if self._direct and self._sock is not None:
-            packetizer._Packetizer__keepalive_last = time.time()
-            try:
-                sent = os.write(self._sock.fileno(), out)
-            except OSError:  # full (EAGAIN) or failing: write_all waits, or raises as paramiko
-                sent = 0
-            if sent == len(out):
-                return
-        packetizer.write_all(out[sent:] if sent else out)
+        """Write one framed packet (write lock held): by the batching writer on a socket of
+        our own, else by paramiko's ``write_all``."""
+        if self._writer is None:
+            packetizer.write_all(out)
+        else:
+            self._writer.write(out)
+
+    @property
+    def writes(self) -> int:
+        """System calls made to write this path's packets (fewer than the packets when they
+        were batched; 0 where paramiko writes them)."""
+        return 0 if self._writer is None else self._writer.writes
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """:meth:`PacketWriter.batch` where packets go to a socket of our own."""
+        return contextlib.nullcontext() if self._writer is None else self._writer.batch()
 
     def _padding(self, count: int) -> bytes:
         """``count`` random bytes from a pool refilled by ``os.urandom`` (one system call per
@@ -293,6 +321,7 @@ class FastPath:
         transport = self._transport
         sock = self._sock
         assert sock is not None
+        writer = self._writer
         while True:
             if (
                 not packetizer._Packetizer__aead_in
@@ -302,8 +331,10 @@ class FastPath:
                 or packetizer._Packetizer__remainder
                 or transport._expected_packet
             ):
+                self._end_reading()
                 return self._original_read()  # type: ignore[no-any-return]
             if packetizer._Packetizer__need_rekey and not transport.in_kex:
+                self._end_reading()
                 raise NeedRekeyException()  # the transport loop starts the exchange
             buffer, start = sock.buffer, sock.taken
             held = sock.end - start
@@ -311,23 +342,27 @@ class FastPath:
             if held >= 4:
                 whole += _LENGTH.unpack_from(buffer, start)[0]
             if held < whole:
-                # Not all here yet: wait for more where it fits, else paramiko reads it.
+                # Not all here yet: wait for more where it fits, else paramiko reads it. What
+                # the packets read so far made this thread send goes before it waits.
+                self._end_reading()
                 if whole > len(buffer) or not self._fill(sock):
                     return self._original_read()  # type: ignore[no-any-return]
                 continue
+            if writer is not None:
+                writer.begin_reading()
             end = start + whole
             iv = packetizer._Packetizer__iv_in
             plain = packetizer._Packetizer__block_engine_in.decrypt(
                 iv, buffer[start + 4 : end], buffer[start : start + 4]
             )
             sock.taken = end
-            packetizer._Packetizer__iv_in = packetizer._inc_iv_counter(iv)
+            packetizer._Packetizer__iv_in = _next_iv(iv)
             sequence = packetizer._Packetizer__sequence_number_in
             self._count_in(packetizer, sequence, whole)
             stop = len(plain) - plain[0]  # the payload ends before the padding
             if plain[1] == _CHANNEL_DATA and stop >= 10:
                 recipient, count = _CHANNEL_AND_LENGTH.unpack_from(plain, 2)
-                channel = transport._channels.get(recipient)
+                channel = self._channel(recipient)
                 sink = None if channel is None else channel.in_buffer
                 if isinstance(sink, Sink):
                     self.packets_in += 1
@@ -335,7 +370,43 @@ class FastPath:
                     continue
             message = paramiko.Message(plain[2:stop])
             message.seqno = sequence
+            if plain[1] in _LIFECYCLE and stop >= 6 and self._dispatch(transport, plain, message):
+                continue
             return plain[1], message
+
+    def _dispatch(self, transport: Any, plain: bytes, message: paramiko.Message) -> bool:
+        """Hand a channel's open confirmation, EOF or close to the handler paramiko's transport
+        loop would call, from here (three in every connection's life; the loop's own steps
+        for each cost as much as the handler). False for anything the loop must see: a
+        channel it does not know (it logs, or ends the session), a handler it lacks."""
+        kind = plain[1]
+        if kind == _OPEN_CONFIRMATION:
+            handler = transport._handler_table.get(kind)
+            if handler is None:
+                return False
+            handler(message)  # (it finds the channel; a client needs no authentication check)
+            return True
+        handler = transport._channel_handler_table.get(kind)
+        channel = self._channel(_LENGTH.unpack_from(plain, 2)[0])
+        if handler is None or channel is None:
+            return False
+        message.get_int()  # the recipient channel, read as the loop reads it
+        handler(channel, message)
+        return True
+
+    def _channel(self, chanid: int) -> Any:
+        """``Transport._channels.get(chanid)`` without its lock and the weak dictionary's
+        steps: a read of the dictionary under it (one per data packet; a reference that died
+        reads as no channel, as paramiko's lookup would)."""
+        refs = self._refs
+        if refs is None:
+            return self._transport._channels.get(chanid)
+        ref = refs.get(chanid)
+        return None if ref is None else ref()
+
+    def _end_reading(self) -> None:
+        if self._writer is not None:
+            self._writer.end_reading()
 
     @staticmethod
     def _fill(sock: ReadAheadSocket | ReadAheadChannel) -> bool:
@@ -369,6 +440,14 @@ class FastPath:
             packetizer._Packetizer__received_bytes_overflow = 0
             packetizer._Packetizer__received_packets_overflow = 0
             packetizer._trigger_rekey()
+
+
+def _next_iv(iv: bytes) -> bytes:
+    """``Packetizer._inc_iv_counter``: the GCM nonce after ``iv`` (RFC 5647 7.1: the last 8
+    bytes are a counter), in one unpack and one pack; like paramiko's, it raises rather than
+    wrap (a nonce used twice)."""
+    fixed, counter = _IV.unpack(iv)
+    return _IV.pack(fixed, counter + 1)
 
 
 def _following(packetizer: Any, sequence: int) -> int:

@@ -21,7 +21,9 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 
 import paramiko
@@ -37,6 +39,7 @@ __all__ = [
     "ReadAheadSocket",
     "Sink",
     "install",
+    "send_closes_with",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,10 +89,32 @@ def install(transport: paramiko.Transport) -> bool:
     return True
 
 
+#: How each transport with a lean path sends a message (``FastPath.send_message``, registered
+#: by :func:`rjupyter._paramiko._fastpath.install`): the replies to a close go that way.
+_SENDERS: weakref.WeakKeyDictionary[Any, Callable[[paramiko.Message], None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def send_closes_with(transport: Any, send: Callable[[paramiko.Message], None]) -> None:
+    """Answer ``transport``'s channel closes with ``send`` rather than paramiko's framing."""
+    _SENDERS[transport] = send
+
+
 def _handle_close(channel: Any, message: paramiko.Message) -> None:
     transport = channel.transport
     if transport.clear_to_send.is_set():
-        paramiko.Channel._handle_close(channel, message)  # type: ignore[attr-defined]
+        send = _SENDERS.get(transport)
+        if send is None:
+            paramiko.Channel._handle_close(channel, message)  # type: ignore[attr-defined]
+            return
+        # paramiko's steps, the replies framed by the lean path (and batched with what this
+        # thread sends while it reads): one in every short connection's life.
+        with channel.lock:
+            answers = [m for m in channel._close_internal() if m is not None]
+            transport._unlink_channel(channel.chanid)
+        for answer in answers:
+            send(answer)
         return
     # A key exchange is on, started by this (the transport) thread: only it clears the flag.
     with channel.lock:

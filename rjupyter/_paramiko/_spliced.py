@@ -16,6 +16,7 @@ import selectors
 import socket
 import threading
 import time
+import weakref
 from typing import Any, Protocol
 
 import paramiko
@@ -73,6 +74,9 @@ class Connection:
         self.label = str(next(_labels))
         self.state = State.WAITING
         self.since = time.monotonic()
+        #: The only channel opening when this one's open was sent: its open time can serve as
+        #: a round-trip sample (set by the pump; one sent in a burst measures the queue).
+        self.alone = False
         self.channel: Any = None  # paramiko.Channel, used with some of its internals
         self.fast: FastPath | None = None  # the transport's lean path for data, if it has one
         self.relay: Relay | None = None  # the public path serves it instead (RELAYED)
@@ -240,7 +244,7 @@ class Connection:
         with transport.lock:
             window = transport._sanitize_window_size(window)
             packet = transport._sanitize_packet_size(packet)
-            chanid = transport._next_channel()
+            chanid = _next_channel_id(transport)
             message.add_byte(cMSG_CHANNEL_OPEN)
             message.add_string(channel_type(address))
             message.add_int(chanid)
@@ -430,7 +434,7 @@ _TRANSPORT_OPEN_STEPS = (
     "lock",
     "_sanitize_window_size",
     "_sanitize_packet_size",
-    "_next_channel",
+    "_channel_counter",
     "_channels",
     "channel_events",
     "channels_seen",
@@ -440,8 +444,31 @@ _TRANSPORT_OPEN_STEPS = (
 _CHANNEL_STEPS = ("_set_window", "_check_add_window", "_send_eof")
 
 
+_CHECKED: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _next_channel_id(transport: Any) -> int:
+    """``Transport._next_channel`` (``transport.lock`` held): the next channel id no live
+    channel has, reading the channel map's weak references directly rather than through its
+    lock (5% of a burst's GIL time went to that lookup); paramiko's own where the map keeps
+    them elsewhere."""
+    refs = getattr(getattr(transport._channels, "_map", None), "data", None)
+    if not isinstance(refs, dict):
+        return int(transport._next_channel())
+    chanid = transport._channel_counter
+    while (ref := refs.get(chanid)) is not None and ref() is not None:
+        chanid = (chanid + 1) & 0xFFFFFF
+    transport._channel_counter = (chanid + 1) & 0xFFFFFF
+    return int(chanid)
+
+
 def _has_open_steps(transport: Any) -> bool:
-    """Whether ``transport`` (and this paramiko's channels) have what a lean open uses."""
-    return all(hasattr(transport, name) for name in _TRANSPORT_OPEN_STEPS) and all(
-        hasattr(paramiko.Channel, name) for name in _CHANNEL_STEPS
-    )
+    """Whether ``transport`` (and this paramiko's channels) have what a lean open uses (looked
+    at once per transport: a burst of connections asks for each)."""
+    known = _CHECKED.get(transport)
+    if known is None:
+        known = all(hasattr(transport, name) for name in _TRANSPORT_OPEN_STEPS) and all(
+            hasattr(paramiko.Channel, name) for name in _CHANNEL_STEPS
+        )
+        _CHECKED[transport] = known
+    return known
