@@ -19,6 +19,7 @@ import pytest
 from helpers import wait_for
 
 from rjupyter import RemoteNotebook, Tunnel
+from rjupyter._forward._spares import SPARE_IDLE
 from rjupyter.testing import Lab, LabHost, TrafficServer
 from rjupyter.testing._traffic import echo
 
@@ -132,6 +133,18 @@ def test_what_the_server_sends_a_spare_first_reaches_its_client(lab: Lab, remote
         assert wait_for(lambda: len(accepted(remote, remote.port)) == 3, 30)
         with socket.create_connection(("127.0.0.1", tunnel.local_port), timeout=30) as conn:
             assert conn.makefile("rb").readline().startswith(b"SSH-2.0-OpenSSH")
+
+
+def test_spares_nobody_takes_are_closed_until_a_client_comes(
+    lab: Lab, remote: LabHost, traffic: TrafficServer
+) -> None:
+    with Tunnel(remote.name, traffic.port, ssh_config=lab.ssh_config, spare_channels=2) as tunnel:
+        assert wait_for(lambda: len(accepted(remote, traffic.port)) == 2, 30)
+        # SPARE_IDLE (10 s) later they are closed, and not replaced...
+        assert wait_for(lambda: not accepted(remote, traffic.port), SPARE_IDLE + 20)
+        # ...until a client comes (it opens its own channel, and the spares come back).
+        with connected_echo(tunnel.local_port):
+            assert wait_for(lambda: len(accepted(remote, traffic.port)) == 3, 30)
 
 
 def test_spares_follow_a_reconnect(lab: Lab, remote: LabHost, traffic: TrafficServer) -> None:
