@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import platform
 import sys
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         "--slurm", action="store_true", help="only the Slurm row: submit to ready vs bare sbatch"
     )
     args = parser.parse_args(argv)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        # Before the run, not after: a whole run takes ten minutes or more.
+        parser.error("--plot needs matplotlib: pip install -e '.[bench]'")
     with tempfile.TemporaryDirectory(prefix="rjupyter-bench-") as workdir, Lab(workdir) as lab:
         if args.slurm:
             rows, samples = slurm_rows(lab, args.repeat)

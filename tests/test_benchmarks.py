@@ -3,9 +3,13 @@ directly and through a jump host, bytes checked; no timings."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from benchmarks.__main__ import main as benchmarks_main
 from benchmarks._page_trace import Trace, analyse
 from benchmarks._report import Result, render_table
 from benchmarks._slurm import ROW
@@ -106,3 +110,18 @@ def test_the_page_trace_reads_the_waits_from_network_events() -> None:
     assert trace.wire_bytes == 3000
     # In flight: 1..202 ms, 501..752 ms, 801..902 ms after the navigation.
     assert abs(trace.idle - (299 + 49)) < 1e-6
+
+
+def test_a_chart_without_matplotlib_fails_before_the_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "matplotlib" else real(name, *args),
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        benchmarks_main(["--plot", "chart.png"])  # (no lab is built: it exits at once)
+    assert exit_info.value.code == 2
+    assert "--plot needs matplotlib" in capsys.readouterr().err
