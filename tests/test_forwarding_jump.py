@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -129,6 +130,9 @@ def test_the_jump_host_sends_large_packets(links: JumpLab, traffic: TrafficServe
     # The jump host's channel asks for packets as large as the read-ahead holds, not paramiko's
     # 32 KiB: with 32 KiB packets the first transfer through a jump host 40 ms away ran at a
     # third of the speed. When data piles up at the jump host, it sends packets above 32 KiB.
+    # (It piles up only when the jump host cannot send as fast as it reads, which a transfer
+    # does not always meet: the thread that reads the jump host's connection stops once, for
+    # half a second, so that it does.)
     with open_tunnel(links, "slow", traffic.port) as tunnel:
         inner, _ = transports(tunnel)
         channel = inner.sock.channel
@@ -136,10 +140,14 @@ def test_the_jump_host_sends_large_packets(links: JumpLab, traffic: TrafficServe
         pipe: Any = channel.in_buffer  # fed once per packet, by either read path
         sizes: list[int] = []
         feed = pipe.feed
+        paused = threading.Event()
 
         def recording(data: bytes) -> None:
             sizes.append(len(data))
             feed(data)
+            if sum(sizes) > 4 * MiB and not paused.is_set():
+                paused.set()
+                threading.Event().wait(0.5)  # back-pressure on the jump host, not a readiness wait
 
         pipe.feed = recording
         download(tunnel.local_port, 32 * MiB)
