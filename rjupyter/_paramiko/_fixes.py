@@ -11,8 +11,9 @@ thread can finish it. It waits 30 s, and the whole connection dies. A tunnel clo
 the time (every HTTP connection of JupyterLab), so a re-key now and then meets one.
 
 :func:`install` replaces, on one transport, the handler paramiko's transport thread calls for a
-channel close: outside a key exchange it is paramiko's own; during one, the channel is closed at
-once and its closing messages are sent from a short-lived thread as soon as the exchange is done.
+channel close: it takes paramiko's steps, and sends the closing messages by the lean path where
+the transport has one (:func:`send_closes_with`); during a key exchange, the channel is closed
+at once and its closing messages are sent from a short-lived thread as soon as it is done.
 """
 
 from __future__ import annotations
@@ -60,7 +61,6 @@ _CLOSE_INTERNALS = (
     (paramiko.Transport, "_channel_handler_table"),
     (paramiko.Transport, "_unlink_channel"),
     (paramiko.Transport, "_send_user_message"),
-    (paramiko.Channel, "_handle_close"),
     (paramiko.Channel, "_close_internal"),
 )
 
@@ -102,29 +102,25 @@ def send_closes_with(transport: Any, send: Callable[[paramiko.Message], None]) -
 
 
 def _handle_close(channel: Any, message: paramiko.Message) -> None:
+    """paramiko's ``Channel._handle_close`` steps: close the channel and unlink it, then send
+    its EOF and CLOSE — by the lean path where the transport has one (batched with what this
+    thread sends while it reads), else as paramiko does; during a key exchange (started by this
+    thread, the only one that can finish it) from a short-lived thread once it is done."""
     transport = channel.transport
-    if transport.clear_to_send.is_set():
-        send = _SENDERS.get(transport)
-        if send is None:
-            paramiko.Channel._handle_close(channel, message)  # type: ignore[attr-defined]
-            return
-        # paramiko's steps, the replies framed by the lean path (and batched with what this
-        # thread sends while it reads): one in every short connection's life.
-        with channel.lock:
-            answers = [m for m in channel._close_internal() if m is not None]
-            transport._unlink_channel(channel.chanid)
-        for answer in answers:
-            send(answer)
-        return
-    # A key exchange is on, started by this (the transport) thread: only it clears the flag.
     with channel.lock:
         replies = [m for m in channel._close_internal() if m is not None]
         transport._unlink_channel(channel.chanid)
-    if replies:
-        logger.debug("channel %s closed during a key exchange; replying after it", channel.chanid)
-        threading.Thread(
-            target=_send_all, args=(transport, replies), name="rjupyter-close", daemon=True
-        ).start()
+    if not replies:
+        return
+    if transport.clear_to_send.is_set():
+        send = _SENDERS.get(transport, transport._send_user_message)
+        for reply in replies:
+            send(reply)
+        return
+    logger.debug("channel %s closed during a key exchange; replying after it", channel.chanid)
+    threading.Thread(
+        target=_send_all, args=(transport, replies), name="rjupyter-close", daemon=True
+    ).start()
 
 
 def _send_all(transport: Any, messages: list[paramiko.Message]) -> None:
