@@ -53,7 +53,7 @@ from ._fixes import ReadAheadChannel, ReadAheadSocket, Sink, send_closes_with
 from ._gate import lean_path_enabled
 from ._writes import PacketWriter
 
-__all__ = ["FastPath", "Sink", "batched_writes", "install", "sender"]
+__all__ = ["FastPath", "Sink", "batched_writes", "channel_refs", "install", "sender"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +157,14 @@ def batched_writes(transport: Any) -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext() if fast is None else fast.batch()
 
 
+def channel_refs(transport: Any) -> dict[int, Any] | None:
+    """The weak references behind ``Transport._channels`` (a ``ChannelMap``: a lock around a
+    ``WeakValueDictionary``), read without its lock and steps; None if this paramiko keeps
+    them otherwise. A reference that died reads as no channel, as paramiko's lookup would."""
+    refs = getattr(getattr(transport._channels, "_map", None), "data", None)
+    return refs if isinstance(refs, dict) else None
+
+
 class FastPath:
     """CHANNEL_DATA in and out of one transport, in fewer steps than paramiko's general path.
 
@@ -178,8 +186,7 @@ class FastPath:
         self._direct = isinstance(sock, ReadAheadSocket)
         #: The weak references behind ``Transport._channels`` (a ``ChannelMap``), if it keeps
         #: them as this paramiko does.
-        refs = getattr(getattr(raw._channels, "_map", None), "data", None)
-        self._refs: dict[int, Any] | None = refs if isinstance(refs, dict) else None
+        self._refs = channel_refs(transport)
         if isinstance(sock, (ReadAheadSocket, ReadAheadChannel)):
             self._sock: ReadAheadSocket | ReadAheadChannel | None = sock
             self._original_read = self._packetizer.read_message
@@ -395,9 +402,8 @@ class FastPath:
         return True
 
     def _channel(self, chanid: int) -> Any:
-        """``Transport._channels.get(chanid)`` without its lock and the weak dictionary's
-        steps: a read of the dictionary under it (one per data packet; a reference that died
-        reads as no channel, as paramiko's lookup would)."""
+        """``Transport._channels.get(chanid)`` by :func:`channel_refs` (once per data
+        packet)."""
         refs = self._refs
         if refs is None:
             return self._transport._channels.get(chanid)

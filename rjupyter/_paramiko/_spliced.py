@@ -23,7 +23,7 @@ import paramiko
 from paramiko.common import cMSG_CHANNEL_OPEN
 
 from ._channel import OpenSignal, new_channel
-from ._fastpath import FastPath, sender
+from ._fastpath import FastPath, channel_refs, sender
 from ._gate import disable_lean_path, lean_path_enabled
 from ._relay import Relay
 from ._streamlocal import Address, add_target, channel_type
@@ -452,8 +452,8 @@ def _next_channel_id(transport: Any) -> int:
     channel has, reading the channel map's weak references directly rather than through its
     lock (5% of a burst's GIL time went to that lookup); paramiko's own where the map keeps
     them elsewhere."""
-    refs = getattr(getattr(transport._channels, "_map", None), "data", None)
-    if not isinstance(refs, dict):
+    refs = channel_refs(transport)
+    if refs is None:
         return int(transport._next_channel())
     chanid = transport._channel_counter
     while (ref := refs.get(chanid)) is not None and ref() is not None:
