@@ -102,9 +102,7 @@ class Pump:
         max_connections: int = MAX_CONNECTIONS,
         spares: int = 0,
     ) -> None:
-        self._spares = Spares(
-            self, remote_address, link, max_packet, count=spares, open_timeout=CHANNEL_OPEN_TIMEOUT
-        )
+        self._spares = Spares(self, self._open_channel, link, count=spares)
         self._max_connections = max_connections
         self._refusing = False  # over the limit now (logged once per episode)
         self._remote_address = remote_address
@@ -381,13 +379,7 @@ class Pump:
             return  # waits (WAITING) until use_transport, give_up or LINK_WAIT
         connection.alone = len(self._unopened) == 1  # (it is one of them)
         try:
-            served_here = connection.open(
-                transport,
-                self._remote_address,
-                self._link.window(),
-                self._max_packet,
-                timeout=CHANNEL_OPEN_TIMEOUT,
-            )
+            served_here = self._open_channel(connection, transport)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self._fail(connection, f"cannot open a channel: {exc}")
             return
@@ -402,6 +394,16 @@ class Pump:
             self._relays.add(connection)
             return
         self._watch(connection, connection.wanted_events())  # for the client's first bytes
+
+    def _open_channel(self, connection: Connection, transport: Any) -> bool:
+        """Open ``connection``'s channel to the target (:meth:`Connection.open`)."""
+        return connection.open(
+            transport,
+            self._remote_address,
+            self._link.window(),
+            self._max_packet,
+            timeout=CHANNEL_OPEN_TIMEOUT,
+        )
 
     def _serve(self, connection: Connection, events: int) -> None:
         if connection.state is State.FINISHED:

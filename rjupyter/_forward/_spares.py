@@ -27,13 +27,13 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paramiko
 
 from .._paramiko._gate import lean_path_enabled
 from .._paramiko._spliced import Connection, Pump, State
-from .._paramiko._streamlocal import Address
 from ._windows import LinkEstimate
 
 __all__ = ["NOTEBOOK_SPARES", "SPARE_IDLE", "Spares"]
@@ -56,34 +56,30 @@ class Spares:
 
     Args:
         pump: The pump that serves the connections once taken.
-        remote_address: ``(host, port)`` as seen from the SSH server, or a socket's path there.
-        link: The link's round trip: sizes each channel's window.
-        max_packet: The largest SSH packet the server may send us.
+        open_channel: Opens a connection's channel over a transport as the pump opens every
+            other (its target, window, packet size and timeout): True if the pump serves it,
+            False if paramiko's public path took it over.
+        link: The link's round trip: a taken spare's window grows to what it asks for now.
         count: Spares kept at most (0: none, the pump opens a channel per connection).
         idle: Seconds a spare no client took stays open.
-        open_timeout: Seconds allowed for the server to answer a spare's open.
     """
 
     def __init__(
         self,
         pump: Pump,
-        remote_address: Address,
+        open_channel: Callable[[Connection, Any], bool],
         link: LinkEstimate,
-        max_packet: int,
         *,
         count: int,
         idle: float = SPARE_IDLE,
-        open_timeout: float,
     ) -> None:
         if count < 0:
             raise ValueError(f"count must be 0 or more; got {count}")
         self._pump = pump
-        self._remote_address = remote_address
+        self._open_channel = open_channel
         self._link = link
-        self._max_packet = max_packet
         self._count = count
         self._idle = idle
-        self._open_timeout = open_timeout
         self._spares: list[Connection] = []
         self._wanted = count > 0  # keep filling (until idle, refused or stale: then at a take)
         self._since = time.monotonic()  # the last take, or the start
@@ -100,13 +96,7 @@ class Spares:
         while len(self._spares) < self._count:
             connection = Connection(self._pump, socket.socket(), _NO_CLIENT, spare=True)
             try:
-                served_here = connection.open(
-                    transport,
-                    self._remote_address,
-                    self._link.window(),
-                    self._max_packet,
-                    timeout=self._open_timeout,
-                )
+                served_here = self._open_channel(connection, transport)
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 logger.debug("cannot open a spare channel: %s", exc)
                 connection.finish()
