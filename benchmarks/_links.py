@@ -74,12 +74,15 @@ def add_jump_hosts(lab: Lab) -> LabHost:
 
 
 @contextmanager
-def jump_links(lab: Lab, workdir: Path, delay: float = DELAYS["40 ms"]) -> Iterator[JumpLab]:
+def jump_links(
+    lab: Lab, workdir: Path, delay: float = DELAYS["40 ms"], *, rate: float | None = None
+) -> Iterator[JumpLab]:
     """``behind`` through ``jump`` as the lab's config has it, and with a proxy adding
-    ``delay`` each way in front of ``jump``'s sshd."""
+    ``delay`` each way in front of ``jump``'s sshd (and capping its bandwidth at ``rate``
+    bytes a second, if given)."""
     target = add_jump_hosts(lab)
     jump = lab.hosts["jump"]
-    proxy = DelayProxy((jump.address, jump.port), delay=delay)
+    proxy = DelayProxy((jump.address, jump.port), delay=delay, rate=rate)
     try:
         jump_config = ssh_config_through(lab, jump, proxy.port, workdir, alias="slow-jump-host")
         config = workdir / "ssh_config_slow_jump"

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -255,6 +256,7 @@ def test_a_failed_add_host_removes_what_it_made(
 
 _CRASHING_OWNER = """
 import sys
+import time
 from rjupyter.testing import Lab
 lab = Lab(sys.argv[1]).__enter__()
 lab.add_host("remote")
@@ -283,3 +285,29 @@ def test_cleanup_removes_labs_whose_owner_died(tmp_path: Path) -> None:
     assert not [name for name in _netns_names() if name.startswith(f"rjl-{lab_id}-")]
     with pytest.raises(KeyError):
         pwd.getpwnam(f"rjl{lab_id}")
+
+
+def test_a_capped_delay_proxy_takes_no_more_than_its_rate() -> None:
+    # The bandwidth cap is what makes a sender pile data up (tests/test_forwarding_jump.py):
+    # a proxy at 4 MiB/s cannot pass 2 MiB in less than the time its link is busy with them.
+    with pytest.raises(ValueError, match="rate must be positive"):
+        testing.DelayProxy(("127.0.0.1", 9), rate=0)
+    size, rate = 2 << 20, 4 << 20
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        proxy = testing.DelayProxy(server.getsockname(), rate=rate)
+        try:
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sender:
+                started = time.monotonic()
+                sender.sendall(bytes(size))
+                sender.shutdown(socket.SHUT_WR)
+                receiver, _ = server.accept()
+                with receiver:
+                    receiver.settimeout(30)
+                    got = 0
+                    while chunk := receiver.recv(1 << 16):
+                        got += len(chunk)
+                elapsed = time.monotonic() - started
+        finally:
+            proxy.close()
+    assert got == size
+    assert elapsed >= (size - (16 << 10)) / rate  # all but the last read waited for the link

@@ -3,6 +3,8 @@
 Each direction has a reader that stamps every chunk with its due time and a writer that sends it
 then. Reading never waits for the delay, so the proxy behaves like a long link (latency without a
 bandwidth cap): what is in flight is bounded only by the endpoints' windows, as on a real WAN.
+With a ``rate``, each reader takes at most that many bytes a second, so a sender faster than the
+link finds its socket full, as behind a slow uplink.
 """
 
 from __future__ import annotations
@@ -22,18 +24,24 @@ if TYPE_CHECKING:
 __all__ = ["DelayProxy", "ssh_config_through"]
 
 _READ = 1 << 18
+_RATED_READ = 1 << 14  # a capped link reads small chunks, so its pace is even
 
 
 class DelayProxy:
     """Forward ``127.0.0.1:port`` to ``target``, holding each chunk ``delay`` seconds each way.
 
-    The round trip through the proxy grows by ``2 * delay``. :meth:`close` ends every
-    connection.
+    The round trip through the proxy grows by ``2 * delay``; ``rate`` (bytes a second, each
+    way) caps the bandwidth. :meth:`close` ends every connection.
     """
 
-    def __init__(self, target: tuple[str, int], delay: float = 0.0) -> None:
+    def __init__(
+        self, target: tuple[str, int], delay: float = 0.0, *, rate: float | None = None
+    ) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError(f"rate must be positive bytes a second, got {rate!r}")
         self.target = target
         self.delay = delay
+        self.rate = rate
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.port = int(self._listener.getsockname()[1])
         self._sockets: list[socket.socket] = []
@@ -61,9 +69,16 @@ class DelayProxy:
                     self._threads.append(thread)
 
     def _read(self, source: socket.socket, chunks: queue.SimpleQueue[tuple[float, bytes]]) -> None:
+        free = 0.0  # when the capped link has sent what it took so far (no credit when idle)
+        size = _READ if self.rate is None else _RATED_READ
         try:
-            while data := source.recv(_READ):
-                chunks.put((time.monotonic() + self.delay, data))
+            while data := source.recv(size):
+                now = time.monotonic()
+                chunks.put((now + self.delay, data))
+                if self.rate is not None:
+                    free = max(free, now) + len(data) / self.rate
+                    if free > now:
+                        time.sleep(free - now)  # the fault itself: the link is busy with this chunk
         except OSError:
             pass  # reset or closed: pass on an end of stream
         chunks.put((time.monotonic() + self.delay, b""))
