@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from helpers import EXAMPLES, http_server, run_example, wait_for
 
 from rjupyter.testing import Lab, LabHost
@@ -26,8 +27,15 @@ def test_basic_example(lab: Lab, remote: LabHost) -> None:
     )
 
 
-def test_tunnel_example(lab: Lab, remote: LabHost) -> None:
-    # The remote's own sshd as seen from the remote: its banner comes through the tunnel.
+@pytest.mark.parametrize("spares", [[], ["--spare-channels", "2"]], ids=["plain", "spares"])
+def test_tunnel_example(lab: Lab, remote: LabHost, spares: list[str]) -> None:
+    # The remote's own sshd as seen from the remote: its banner comes through the tunnel (with
+    # spare channels, the banner sshd sent a spare before the client came). The forwarded
+    # connections are the ones sshd sees from its own address: one, or the spares (and a refill).
+    def forwarded() -> int:
+        return remote.sshd_log().count(f"Connection from {remote.address} ")
+
+    before = forwarded()
     result = run_example(
         "tunnel.py",
         remote.name,
@@ -37,10 +45,14 @@ def test_tunnel_example(lab: Lab, remote: LabHost) -> None:
         "-F",
         str(lab.ssh_config),
         "--probe",
+        *spares,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("forwarding 127.0.0.1:")
     assert result.stdout.splitlines()[1].startswith("SSH-2.0-OpenSSH")
+    assert wait_for(lambda: forwarded() - before >= (2 if spares else 1), 10)
+    if not spares:
+        assert forwarded() - before == 1
 
 
 def test_forward_example(lab: Lab, remote: LabHost) -> None:
