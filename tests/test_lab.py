@@ -256,7 +256,6 @@ def test_a_failed_add_host_removes_what_it_made(
 
 _CRASHING_OWNER = """
 import sys
-import time
 from rjupyter.testing import Lab
 lab = Lab(sys.argv[1]).__enter__()
 lab.add_host("remote")
